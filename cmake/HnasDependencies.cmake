@@ -1,0 +1,48 @@
+# Finds every external dependency once, as imported targets. A dependency that is
+# required and missing stops the configuration with a message naming the package.
+
+find_package(Torch REQUIRED)   # LibTorch: Debian libtorch-dev, or any LibTorch via CMAKE_PREFIX_PATH
+set(MPI_CXX_SKIP_MPICXX TRUE)
+find_package(MPI REQUIRED COMPONENTS CXX)
+find_package(HDF5 REQUIRED COMPONENTS C)
+find_package(Boost REQUIRED COMPONENTS program_options)
+find_package(Threads REQUIRED)
+
+# HDF5's FindModule gives variables; wrap them in one target so modules link a name.
+if(NOT TARGET hnas_hdf5)
+  add_library(hnas_hdf5 INTERFACE)
+  target_include_directories(hnas_hdf5 SYSTEM INTERFACE ${HDF5_C_INCLUDE_DIRS} ${HDF5_INCLUDE_DIRS})
+  target_link_libraries(hnas_hdf5 INTERFACE ${HDF5_C_LIBRARIES})
+  target_compile_definitions(hnas_hdf5 INTERFACE ${HDF5_C_DEFINITIONS} ${HDF5_DEFINITIONS})
+endif()
+
+# NCCL: AUTO builds it when CUDA LibTorch and NCCL are both found; ON fails loudly otherwise.
+set(HNAS_NCCL_ENABLED OFF)
+if(NOT HNAS_WITH_NCCL STREQUAL "OFF")
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ENV NCCL_HOME ENV CUDA_HOME /usr/local/cuda PATH_SUFFIXES include)
+  find_library(NCCL_LIBRARY nccl HINTS ENV NCCL_HOME ENV CUDA_HOME /usr/local/cuda PATH_SUFFIXES lib lib64)
+  find_package(CUDAToolkit QUIET)
+  set(_nccl_missing "")
+  if(NOT NCCL_INCLUDE_DIR OR NOT NCCL_LIBRARY)
+    list(APPEND _nccl_missing "NCCL (nccl.h / libnccl; set NCCL_HOME)")
+  endif()
+  if(NOT CUDAToolkit_FOUND)
+    list(APPEND _nccl_missing "the CUDA toolkit (set CUDA_HOME or CUDAToolkit_ROOT)")
+  endif()
+  if(_nccl_missing)
+    if(HNAS_WITH_NCCL STREQUAL "ON")
+      message(FATAL_ERROR "HNAS_WITH_NCCL=ON but these were not found: ${_nccl_missing}")
+    endif()
+    message(STATUS "hnas: NCCL support off (missing: ${_nccl_missing})")
+  else()
+    set(HNAS_NCCL_ENABLED ON)
+    add_library(hnas_nccl INTERFACE)
+    target_include_directories(hnas_nccl SYSTEM INTERFACE ${NCCL_INCLUDE_DIR})
+    target_link_libraries(hnas_nccl INTERFACE ${NCCL_LIBRARY} CUDA::cudart)
+    message(STATUS "hnas: NCCL support on (${NCCL_LIBRARY})")
+  endif()
+endif()
+
+if(HNAS_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()

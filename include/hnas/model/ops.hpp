@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: Apache-2.0
+// The element-wise-heavy operations of the hybrid model, each in two implementations:
+// `reference::` composes plain LibTorch ops (any device, any dtype; the path for CUDA),
+// `fused::` are hand-written CPU kernels for float32 that make one pass over memory and
+// are wired into autograd. The unqualified functions pick `fused::` when asked to and the
+// inputs are CPU float32, and `reference::` otherwise.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace hnas::model {
+
+/// Which implementation the model's operations use.
+enum class Kernels {
+  Fused,      ///< hand-written CPU kernels where they apply (CPU float32), else Reference
+  Reference,  ///< plain LibTorch composition everywhere
+};
+
+/// Rotary-embedding tables for positions [0, T): cos and sin of shape [T, head_dim / 2],
+/// float32, rotating the two halves of each head (GPT-NeoX layout, as MAD and Llama).
+struct RopeTable {
+  at::Tensor cos;
+  at::Tensor sin;
+};
+/// Builds the tables for `seq_len` positions; theta is the base (10000 in MAD, 500000 in Llama 3).
+RopeTable make_rope_table(int64_t seq_len, int64_t head_dim, double theta, const at::TensorOptions& options);
+
+/// Shapes for attention over a packed QKV projection: the last dimension of `qkv` is
+/// [num_heads query heads | num_kv_heads key heads | num_kv_heads value heads] x head_dim.
+/// Query head h reads key/value head h / (num_heads / num_kv_heads).
+struct AttentionShape {
+  int64_t num_heads;
+  int64_t num_kv_heads;
+  int64_t head_dim;
+};
+
+/// y = x / sqrt(mean(x^2, -1) + eps) * weight, over the last dimension.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, Kernels kernels);
+/// SiLU(gate) * up, where gate_up = [..., 2 * hidden] holds gate then up.
+at::Tensor swiglu(const at::Tensor& gate_up, Kernels kernels);
+/// Causal self-attention with rotary embedding applied to queries and keys.
+/// qkv: [B, T, (H + 2 KV) * D]; returns [B, T, H * D]. Softmax scale 1/sqrt(D).
+at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope,
+                            Kernels kernels);
+
+namespace reference {
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+at::Tensor swiglu(const at::Tensor& gate_up);
+/// Rotates the halves of the last dimension of x: [..., T, D] with tables [T, D/2].
+at::Tensor apply_rope(const at::Tensor& x, const RopeTable& rope);
+at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope);
+}  // namespace reference
+
+namespace fused {
+/// Each requires CPU float32 inputs (contiguous or not) and supports autograd.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+at::Tensor swiglu(const at::Tensor& gate_up);
+at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope);
+/// True where the fused kernels apply to `t` (CPU, float32).
+bool applies_to(const at::Tensor& t);
+}  // namespace fused
+
+}  // namespace hnas::model
