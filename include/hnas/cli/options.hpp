@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: Apache-2.0
+// Command line and INI configuration -> typed option structs. The INI file is the
+// interface ([section] key = value); any key can be overridden on the command line as
+// --section.key=value. Unknown keys and out-of-range values are rejected with the key
+// named. Nothing outside cli/ sees Boost.ProgramOptions.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "hnas/arch/genome.hpp"
+#include "hnas/arch/model_shape.hpp"
+#include "hnas/model/hybrid_model.hpp"
+#include "hnas/train/mad_evaluation.hpp"
+#include "hnas/train/token_evaluation.hpp"
+
+namespace hnas::cli {
+
+enum class Command { Help, Version, Evaluate };
+
+/// What `hnas evaluate` runs: one architecture on MAD tasks or on a token dataset.
+struct EvaluateOptions {
+  arch::Genome genome;
+  arch::ModelShape shape;                ///< vocabulary and lengths are set per task/dataset
+  model::Kernels kernels = model::Kernels::Fused;
+  model::InitScheme init = model::InitScheme::Mad;
+  bool on_tokens = false;                ///< --data given: token dataset instead of MAD
+  train::MadEvaluationOptions mad;
+  train::TokenEvaluationOptions tokens;
+  int threads = 0;                       ///< intra-op threads (0: SLURM_CPUS_PER_TASK or all cores)
+  bool dry_run = false;                  ///< validate and print the plan, train nothing
+  std::string effective_ini;             ///< every key with its effective value, re-loadable
+};
+
+struct Invocation {
+  Command command = Command::Help;
+  EvaluateOptions evaluate;
+  std::string help;                      ///< usage text for Command::Help
+};
+
+/// Parses argv (argv[1] is the command). Throws ConfigError with every problem found,
+/// each naming its key, for unknown keys, bad values and unreadable config files.
+/// Rank-local and deterministic: every rank parsing the same argv gets the same result.
+Invocation parse_command_line(int argc, const char* const* argv);
+
+/// Splits "a, b c" into {"a", "b", "c"} (commas and/or spaces).
+std::vector<std::string> split_list(const std::string& text);
+
+}  // namespace hnas::cli

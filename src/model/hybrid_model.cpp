@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hnas/model/hybrid_model.hpp"
+
+#include <cmath>
+
+#include "hnas/core/check.hpp"
+#include "sublayer.hpp"
+
+namespace hnas::model {
+
+RmsNormImpl::RmsNormImpl(int64_t dim, double eps, Kernels kernels) : eps_(eps), kernels_(kernels) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) { return rms_norm(x, weight, eps_, kernels_); }
+
+namespace {
+
+// Fixed sinusoidal position table of MAD's auto-encoder decoder (fairseq layout):
+// with h = d/2 frequencies f_i = exp(-i ln(10000) / (h - 1)), row p = [sin(p f), cos(p f)].
+torch::Tensor sinusoidal_positions(int64_t length, int64_t d_model) {
+  const int64_t half = d_model / 2;
+  const double step = half > 1 ? std::log(10000.0) / static_cast<double>(half - 1) : 0.0;
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto freqs = torch::exp(torch::arange(half, f64) * -step);
+  auto angles = torch::outer(torch::arange(length, f64), freqs);
+  return torch::cat({torch::sin(angles), torch::cos(angles)}, 1).to(torch::kFloat32);
+}
+
+}  // namespace
+
+HybridModelImpl::HybridModelImpl(HybridModelOptions options) : options_(std::move(options)) {
+  const arch::ModelShape& s = options_.shape;
+  s.validate();
+  HNAS_CHECK(!options_.genome.empty(), ConfigError, "the architecture has no layers");
+
+  embedding_ = register_module("embedding", torch::nn::Embedding(s.vocab_size, s.d_model));
+  layers_ = register_module("layers", torch::nn::ModuleList());
+  for (arch::Primitive p : options_.genome.layers()) layers_->push_back(make_sublayer(p, s, options_.kernels));
+
+  if (s.backbone == arch::Backbone::LanguageModel) {
+    final_norm_ = register_module("final_norm", RmsNorm(s.d_model, s.norm_eps, options_.kernels));
+    if (!s.tie_embeddings)
+      head_ = register_module("head", torch::nn::Linear(torch::nn::LinearOptions(s.d_model, s.vocab_size).bias(s.head_bias)));
+  } else {
+    decoder_ = register_module("decoder", torch::nn::ModuleList());
+    for (int i = 0; i < 2; ++i) {
+      decoder_->push_back(RmsNorm(s.d_model, s.norm_eps, options_.kernels));
+      decoder_->push_back(torch::nn::Linear(s.d_model, s.d_model));
+    }
+    decoder_->push_back(RmsNorm(s.d_model, s.norm_eps, options_.kernels));
+    decoder_->push_back(torch::nn::Linear(s.d_model, s.vocab_size));
+    decoder_positions_ = register_buffer("decoder_positions", sinusoidal_positions(s.max_seq_len, s.d_model));
+  }
+
+  // Deterministic initialisation from the seed, independent of LibTorch's global generator.
+  torch::NoGradGuard no_grad;
+  auto generator = at::detail::createCPUGenerator(options_.seed);
+  // MAD-lab keeps PyTorch's default Linear init in the language model but uses N(0, 0.02)
+  // everywhere in the auto-encoder.
+  const bool normal_linears = options_.init == InitScheme::Llama || s.backbone == arch::Backbone::AutoEncoder;
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* norm = module->as<RmsNormImpl>()) {
+      norm->weight.fill_(1.0);
+    } else if (auto* embedding = module->as<torch::nn::EmbeddingImpl>()) {
+      embedding->weight.normal_(0.0, 0.02, generator);
+    } else if (auto* linear = module->as<torch::nn::LinearImpl>()) {
+      if (normal_linears) {
+        linear->weight.normal_(0.0, 0.02, generator);
+      } else {
+        const double bound = 1.0 / std::sqrt(static_cast<double>(linear->weight.size(1)));
+        linear->weight.uniform_(-bound, bound, generator);
+      }
+      if (linear->bias.defined()) linear->bias.zero_();
+    }
+  }
+}
+
+const RopeTable& HybridModelImpl::rope_for(int64_t seq_len, const torch::Device& device) {
+  if (!rope_.cos.defined() || rope_.cos.size(0) < seq_len || rope_.cos.device() != device) {
+    const int64_t length = std::max(seq_len, options_.shape.max_seq_len);
+    rope_ = make_rope_table(length, options_.shape.head_dim, options_.shape.rope_theta,
+                            torch::TensorOptions().device(device));
+  }
+  return rope_;
+}
+
+torch::Tensor HybridModelImpl::forward(const torch::Tensor& tokens) {
+  HNAS_CHECK(tokens.dim() == 2, InternalError, "HybridModel expects tokens [batch, seq], got " << tokens.sizes());
+  const SublayerContext context{rope_for(tokens.size(1), tokens.device())};
+  auto x = embedding_->forward(tokens);
+  for (const auto& layer : *layers_) x = x + layer->as<SublayerImpl>()->forward(x, context);
+
+  if (options_.shape.backbone == arch::Backbone::AutoEncoder) return decode(x.select(1, -1));
+  x = final_norm_->forward(x);
+  return options_.shape.tie_embeddings ? torch::nn::functional::linear(x, embedding_->weight) : head_->forward(x);
+}
+
+torch::Tensor HybridModelImpl::decode(const torch::Tensor& pooled) {
+  auto h = pooled.unsqueeze(1) + decoder_positions_.unsqueeze(0);  // [B, L, d]
+  const auto& modules = *decoder_;
+  for (size_t i = 0; i + 1 < modules.size(); i += 2) {
+    h = modules[i + 1]->as<torch::nn::LinearImpl>()->forward(modules[i]->as<RmsNormImpl>()->forward(h));
+    if (i + 2 < modules.size()) h = torch::gelu(h);
+  }
+  return h;
+}
+
+int64_t HybridModelImpl::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace hnas::model

@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: Apache-2.0
+// Fused causal GQA attention with rotary embedding for CPU float32, flash-attention style:
+// no [B, H, T, T] scores, only a per-row logsumexp; the backward recomputes probabilities.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "hnas/core/check.hpp"
+#include "hnas/model/ops.hpp"
+#include "model/kernels/simd.hpp"
+
+namespace hnas::model {
+namespace {
+
+using detail::IVec;
+using detail::kLanes;
+using detail::round_up;
+using detail::Vec;
+using detail::Vec8;
+
+// Work is split per (batch, kv head) item; each item handles its G = H / KV query heads, so
+// the item alone owns its slices of the output and of d_qkv (no atomics, no reductions).
+//
+// Forward: 16 query rows of one head share a vector (rows in lanes). The scores of the
+// block against key j are then D broadcast-FMAs, and the softmax max/sum over j are plain
+// lane-wise operations: no horizontal reductions anywhere.
+// Backward: 16 keys share a vector (keys in lanes) and the loop runs over the query rows,
+// so dK and dV accumulate lane-wise in a small block; dQ, which would need a reduction
+// over the lanes, is applied per key block from the stored dS strip instead.
+
+struct Dims {
+  int64_t batch, seq, heads, kv_heads, head_dim;
+  int64_t group() const { return heads / kv_heads; }
+  int64_t width() const { return (heads + 2 * kv_heads) * head_dim; }
+  int64_t half() const { return head_dim / 2; }
+  int64_t padded_seq() const { return round_up(seq, kLanes); }
+  int64_t padded_dim() const { return round_up(head_dim, 8); }  // for 8-wide chunks of a head
+};
+
+/// Hands out 64-byte aligned pieces of one per-thread allocation.
+class Arena {
+ public:
+  explicit Arena(int64_t floats) : scratch_(floats) {}
+  /// Starts handing out from the beginning again (for the next work item).
+  void reset() { used_ = 0; }
+  float* take(int64_t floats) {
+    float* p = scratch_.get() + used_;
+    used_ += round_up(floats, kLanes);
+    return p;
+  }
+  static int64_t size(std::initializer_list<int64_t> pieces) {
+    int64_t total = 0;
+    for (int64_t n : pieces) total += round_up(n, kLanes);
+    return total;
+  }
+
+ private:
+  detail::Scratch scratch_;
+  int64_t used_ = 0;
+};
+
+/// y = rotate(x) * scale at one position (NeoX layout: halves rotate as complex pairs).
+inline void rope_forward(const float* x, const float* cos, const float* sin, int64_t half, float scale, float* y) {
+  for (int64_t d = 0; d < half; ++d) {
+    const float x1 = x[d], x2 = x[d + half];
+    y[d] = (x1 * cos[d] - x2 * sin[d]) * scale;
+    y[d + half] = (x2 * cos[d] + x1 * sin[d]) * scale;
+  }
+}
+
+/// dx = rotate^T(dy) * scale: the gradient through rope_forward.
+inline void rope_backward(const float* dy, const float* cos, const float* sin, int64_t half, float scale,
+                          float* dx) {
+  for (int64_t d = 0; d < half; ++d) {
+    const float dy1 = dy[d], dy2 = dy[d + half];
+    dx[d] = (dy1 * cos[d] + dy2 * sin[d]) * scale;
+    dx[d + half] = (dy2 * cos[d] - dy1 * sin[d]) * scale;
+  }
+}
+
+/// Causal mask for key j against the rows i0 + lane: keeps lanes with i0 + lane >= j.
+inline Vec mask_keys_after_rows(Vec v, int64_t j_minus_i0, float fill) {
+  if (j_minus_i0 <= 0) return v;
+  const IVec limit = IVec{} + static_cast<int32_t>(j_minus_i0);
+  return detail::lane_index() >= limit ? v : detail::splat(fill);
+}
+
+/// st[j] (lanes = rows) = sum_d kr[j][d] * qt[d] for j < jend (a multiple of 8), masked
+/// causally for the rows i0..i0+15; returns the running lane-wise max.
+Vec block_scores(const float* kr, const float* qt, int64_t dim, int64_t i0, int64_t jend, float* st) {
+  constexpr int kKeys = 8;
+  Vec mx = detail::splat(-std::numeric_limits<float>::infinity());
+  for (int64_t j = 0; j < jend; j += kKeys) {
+    Vec acc[kKeys] = {};
+    const float* k = kr + j * dim;
+    for (int64_t d = 0; d < dim; ++d) {
+      const Vec q = detail::load(qt + d * kLanes);
+      for (int jj = 0; jj < kKeys; ++jj) acc[jj] += k[jj * dim + d] * q;
+    }
+    for (int jj = 0; jj < kKeys; ++jj) {
+      const Vec s = mask_keys_after_rows(acc[jj], j + jj - i0, -std::numeric_limits<float>::infinity());
+      detail::store(st + (j + jj) * kLanes, s);
+      mx = detail::vmax(mx, s);
+    }
+  }
+  return mx;
+}
+
+/// ot[d] (lanes = rows) = sum_j vb[j][d] * pt[j] over j < jend, in head-dim chunks of kChunk.
+template <int kChunk>
+void block_values(const float* pt, const float* vb, int64_t padded_dim, int64_t jend, float* ot) {
+  for (int64_t c = 0; c < padded_dim; c += kChunk) {
+    Vec acc[kChunk] = {};
+    for (int64_t j = 0; j < jend; ++j) {
+      const Vec p = detail::load(pt + j * kLanes);
+      const float* v = vb + j * padded_dim + c;
+      for (int dd = 0; dd < kChunk; ++dd) acc[dd] += v[dd] * p;
+    }
+    for (int dd = 0; dd < kChunk; ++dd) detail::store(ot + (c + dd) * kLanes, acc[dd]);
+  }
+}
+
+void forward_item(const Dims& dm, const float* qkv, const float* cos, const float* sin, int64_t b, int64_t kvh,
+                  float* out, float* lse, Arena& arena) {
+  const int64_t T = dm.seq, D = dm.head_dim, half = dm.half(), Dp = dm.padded_dim(), Tp = dm.padded_seq();
+  const int64_t W = dm.width(), H = dm.heads, KV = dm.kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  float* kr = arena.take(Tp * D);
+  float* vb = arena.take(Tp * Dp);
+  float* qt = arena.take(D * kLanes);
+  float* st = arena.take(Tp * kLanes);
+  float* ot = arena.take(Dp * kLanes);
+  float* qrow = arena.take(D);
+
+  const float* base = qkv + b * T * W;
+  for (int64_t t = 0; t < T; ++t) {
+    const float* row = base + t * W;
+    rope_forward(row + (H + kvh) * D, cos + t * half, sin + t * half, half, 1.0f, kr + t * D);
+    const float* v = row + (H + KV + kvh) * D;
+    std::copy(v, v + D, vb + t * Dp);
+    std::fill(vb + t * Dp + D, vb + (t + 1) * Dp, 0.0f);
+  }
+  // Keys past T are read by the last 8-key step; zeros keep them finite (and masked).
+  std::fill(kr + T * D, kr + Tp * D, 0.0f);
+  std::fill(vb + T * Dp, vb + Tp * Dp, 0.0f);
+
+  for (int64_t g = 0; g < dm.group(); ++g) {
+    const int64_t h = kvh * dm.group() + g;
+    for (int64_t i0 = 0; i0 < T; i0 += kLanes) {
+      const int64_t rows = std::min<int64_t>(kLanes, T - i0);
+      for (int64_t r = 0; r < kLanes; ++r) {
+        if (r < rows) {
+          const int64_t i = i0 + r;
+          rope_forward(base + i * W + h * D, cos + i * half, sin + i * half, half, scale, qrow);
+        } else {
+          std::fill(qrow, qrow + D, 0.0f);
+        }
+        for (int64_t d = 0; d < D; ++d) qt[d * kLanes + r] = qrow[d];
+      }
+      const int64_t jend = round_up(i0 + rows, 8);
+      const Vec mx = block_scores(kr, qt, D, i0, jend, st);
+      Vec sum = {};
+      for (int64_t j = 0; j < jend; ++j) {
+        const Vec p = detail::exp(detail::load(st + j * kLanes) - mx);
+        detail::store(st + j * kLanes, p);
+        sum += p;
+      }
+      if (Dp % 16 == 0) {
+        block_values<16>(st, vb, Dp, jend, ot);
+      } else {
+        block_values<8>(st, vb, Dp, jend, ot);
+      }
+      const Vec inv_sum = 1.0f / sum;
+      for (int64_t r = 0; r < rows; ++r) {
+        float* o = out + ((b * T + i0 + r) * H + h) * D;
+        for (int64_t d = 0; d < D; ++d) o[d] = ot[d * kLanes + r] * inv_sum[r];
+        lse[(b * H + h) * T + i0 + r] = mx[r] + std::log(sum[r]);
+      }
+    }
+  }
+}
+
+void attention_forward(const Dims& dm, const float* qkv, const float* cos, const float* sin, float* out,
+                       float* lse) {
+  const int64_t Tp = dm.padded_seq(), D = dm.head_dim, Dp = dm.padded_dim();
+  const int64_t arena_size =
+      Arena::size({Tp * D, Tp * Dp, D * kLanes, Tp * kLanes, Dp * kLanes, D});
+  at::parallel_for(0, dm.batch * dm.kv_heads, 1, [&](int64_t begin, int64_t end) {
+    Arena arena(arena_size);
+    for (int64_t item = begin; item < end; ++item) {
+      arena.reset();
+      forward_item(dm, qkv, cos, sin, item / dm.kv_heads, item % dm.kv_heads, out, lse, arena);
+    }
+  });
+}
+
+/// dq[r][c..c+8) += sum_jj ds[r][jj] * kr[jj][c..c+8) for kRows rows of the dS strip.
+template <int kRows>
+void accumulate_dq(const float* ds, const float* kr, int64_t padded_dim, float* dq) {
+  for (int64_t c = 0; c < padded_dim; c += 8) {
+    Vec8 acc[kRows] = {};
+    for (int jj = 0; jj < kLanes; ++jj) {
+      const Vec8 k = detail::load8(kr + jj * padded_dim + c);
+      for (int r = 0; r < kRows; ++r) acc[r] += ds[r * kLanes + jj] * k;
+    }
+    for (int r = 0; r < kRows; ++r) {
+      float* q = dq + r * padded_dim + c;
+      detail::store8(q, detail::load8(q) + acc[r]);
+    }
+  }
+}
+
+void backward_item(const Dims& dm, const float* qkv, const float* cos, const float* sin, const float* out,
+                   const float* lse, const float* dout, int64_t b, int64_t kvh, float* dqkv, Arena& arena) {
+  const int64_t T = dm.seq, D = dm.head_dim, half = dm.half(), Dp = dm.padded_dim(), Tp = dm.padded_seq();
+  const int64_t W = dm.width(), H = dm.heads, KV = dm.kv_heads, G = dm.group();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  float* kr = arena.take(Tp * Dp);     // rotated keys, rows and columns zero-padded
+  float* qs = arena.take(G * T * D);   // rotated queries times the softmax scale
+  float* go = arena.take(G * T * D);   // output gradient rows
+  float* di = arena.take(G * T);       // sum_d dO * O per row
+  float* ls = arena.take(G * T);       // logsumexp per row
+  float* dq = arena.take(G * T * Dp);  // gradient w.r.t. qs
+  float* dsb = arena.take(G * T * kLanes);
+  float* kt = arena.take(D * kLanes);
+  float* vt = arena.take(D * kLanes);
+  float* dkt = arena.take(D * kLanes);
+  float* dvt = arena.take(D * kLanes);
+  float* tmp = arena.take(D);
+
+  const float* base = qkv + b * T * W;
+  std::fill(kr, kr + Tp * Dp, 0.0f);
+  for (int64_t t = 0; t < T; ++t)
+    rope_forward(base + t * W + (H + kvh) * D, cos + t * half, sin + t * half, half, 1.0f, kr + t * Dp);
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t h = kvh * G + g;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t row = g * T + t;
+      rope_forward(base + t * W + h * D, cos + t * half, sin + t * half, half, scale, qs + row * D);
+      const float* dor = dout + ((b * T + t) * H + h) * D;
+      const float* o = out + ((b * T + t) * H + h) * D;
+      float acc = 0.0f;
+      for (int64_t d = 0; d < D; ++d) {
+        go[row * D + d] = dor[d];
+        acc += dor[d] * o[d];
+      }
+      di[row] = acc;
+      ls[row] = lse[(b * H + h) * T + t];
+    }
+  }
+  std::fill(dq, dq + G * T * Dp, 0.0f);
+
+  for (int64_t j0 = 0; j0 < T; j0 += kLanes) {
+    const int64_t cols = std::min<int64_t>(kLanes, T - j0);
+    for (int64_t jj = 0; jj < kLanes; ++jj) {
+      const float* v = jj < cols ? base + (j0 + jj) * W + (H + KV + kvh) * D : nullptr;
+      for (int64_t d = 0; d < D; ++d) {
+        kt[d * kLanes + jj] = kr[(j0 + jj) * Dp + d];
+        vt[d * kLanes + jj] = v != nullptr ? v[d] : 0.0f;
+      }
+    }
+    std::fill(dkt, dkt + D * kLanes, 0.0f);
+    std::fill(dvt, dvt + D * kLanes, 0.0f);
+    for (int64_t g = 0; g < G; ++g) {
+      for (int64_t i = j0; i < T; ++i) {
+        const int64_t row = g * T + i;
+        const float* q = qs + row * D;
+        const float* gr = go + row * D;
+        // Two partial sums each (D is even) halve the FMA dependency chains.
+        Vec s0 = {}, s1 = {}, dp0 = {}, dp1 = {};
+        for (int64_t d = 0; d < D; d += 2) {
+          s0 += q[d] * detail::load(kt + d * kLanes);
+          s1 += q[d + 1] * detail::load(kt + (d + 1) * kLanes);
+          dp0 += gr[d] * detail::load(vt + d * kLanes);
+          dp1 += gr[d + 1] * detail::load(vt + (d + 1) * kLanes);
+        }
+        Vec p = detail::exp((s0 + s1) - ls[row]);
+        // Keys j0 + lane > i are in the future of row i.
+        if (i - j0 < kLanes - 1) {
+          const IVec limit = IVec{} + static_cast<int32_t>(i - j0);
+          p = detail::lane_index() <= limit ? p : detail::splat(0.0f);
+        }
+        const Vec ds = p * ((dp0 + dp1) - di[row]);
+        for (int64_t d = 0; d < D; ++d) {
+          detail::store(dvt + d * kLanes, detail::load(dvt + d * kLanes) + gr[d] * p);
+          detail::store(dkt + d * kLanes, detail::load(dkt + d * kLanes) + q[d] * ds);
+        }
+        detail::store(dsb + row * kLanes, ds);
+      }
+      int64_t i = j0;
+      for (; i + 4 <= T; i += 4)
+        accumulate_dq<4>(dsb + (g * T + i) * kLanes, kr + j0 * Dp, Dp, dq + (g * T + i) * Dp);
+      for (; i < T; ++i) accumulate_dq<1>(dsb + (g * T + i) * kLanes, kr + j0 * Dp, Dp, dq + (g * T + i) * Dp);
+    }
+    for (int64_t jj = 0; jj < cols; ++jj) {
+      const int64_t j = j0 + jj;
+      float* row = dqkv + (b * T + j) * W;
+      for (int64_t d = 0; d < D; ++d) {
+        tmp[d] = dkt[d * kLanes + jj];
+        row[(H + KV + kvh) * D + d] = dvt[d * kLanes + jj];
+      }
+      rope_backward(tmp, cos + j * half, sin + j * half, half, 1.0f, row + (H + kvh) * D);
+    }
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t h = kvh * G + g;
+    for (int64_t t = 0; t < T; ++t)
+      rope_backward(dq + (g * T + t) * Dp, cos + t * half, sin + t * half, half, scale,
+                    dqkv + (b * T + t) * W + h * D);
+  }
+}
+
+void attention_backward(const Dims& dm, const float* qkv, const float* cos, const float* sin, const float* out,
+                        const float* lse, const float* dout, float* dqkv) {
+  const int64_t T = dm.seq, Tp = dm.padded_seq(), D = dm.head_dim, Dp = dm.padded_dim(), G = dm.group();
+  const int64_t arena_size = Arena::size({Tp * Dp, G * T * D, G * T * D, G * T, G * T, G * T * Dp,
+                                          G * T * kLanes, D * kLanes, D * kLanes, D * kLanes, D * kLanes, D});
+  at::parallel_for(0, dm.batch * dm.kv_heads, 1, [&](int64_t begin, int64_t end) {
+    Arena arena(arena_size);
+    for (int64_t item = begin; item < end; ++item) {
+      arena.reset();
+      backward_item(dm, qkv, cos, sin, out, lse, dout, item / dm.kv_heads, item % dm.kv_heads, dqkv, arena);
+    }
+  });
+}
+
+class CausalAttentionFunction : public torch::autograd::Function<CausalAttentionFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& qkv_in, const at::Tensor& cos,
+                            const at::Tensor& sin, int64_t heads, int64_t kv_heads, int64_t head_dim) {
+    const at::Tensor qkv = qkv_in.contiguous();
+    const Dims dm{qkv.size(0), qkv.size(1), heads, kv_heads, head_dim};
+    at::Tensor out = at::empty({dm.batch, dm.seq, heads * head_dim}, qkv.options());
+    at::Tensor lse = at::empty({dm.batch, heads, dm.seq}, qkv.options());
+    attention_forward(dm, qkv.data_ptr<float>(), cos.data_ptr<float>(), sin.data_ptr<float>(), out.data_ptr<float>(),
+                      lse.data_ptr<float>());
+    ctx->save_for_backward({qkv, cos, sin, out, lse});
+    ctx->saved_data["heads"] = heads;
+    ctx->saved_data["kv_heads"] = kv_heads;
+    ctx->saved_data["head_dim"] = head_dim;
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& qkv = saved[0];
+    const Dims dm{qkv.size(0), qkv.size(1), ctx->saved_data["heads"].toInt(), ctx->saved_data["kv_heads"].toInt(),
+                  ctx->saved_data["head_dim"].toInt()};
+    const at::Tensor dout = grad_outputs[0].contiguous();
+    at::Tensor dqkv = at::empty(qkv.sizes(), qkv.options());
+    attention_backward(dm, qkv.data_ptr<float>(), saved[1].data_ptr<float>(), saved[2].data_ptr<float>(),
+                       saved[3].data_ptr<float>(), saved[4].data_ptr<float>(), dout.data_ptr<float>(),
+                       dqkv.data_ptr<float>());
+    return {dqkv, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+namespace fused {
+
+at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope) {
+  const int64_t H = shape.num_heads, KV = shape.num_kv_heads, D = shape.head_dim;
+  HNAS_ASSERT(applies_to(qkv), "fused::causal_attention needs a CPU float32 qkv tensor");
+  HNAS_ASSERT(H > 0 && KV > 0 && H % KV == 0,
+              "fused::causal_attention: num_heads " << H << " must be a positive multiple of num_kv_heads " << KV);
+  HNAS_ASSERT(D > 0 && D % 2 == 0, "fused::causal_attention: rotary embedding needs an even head_dim, got " << D);
+  HNAS_ASSERT(qkv.dim() == 3 && qkv.size(2) == (H + 2 * KV) * D,
+              "fused::causal_attention: qkv " << qkv.sizes() << " must be [B, T, (H + 2 KV) * D] = [B, T, "
+                                              << (H + 2 * KV) * D << "]");
+  const int64_t T = qkv.size(1);
+  for (const at::Tensor* table : {&rope.cos, &rope.sin}) {
+    HNAS_ASSERT(applies_to(*table) && table->dim() == 2 && table->size(0) >= T && table->size(1) == D / 2,
+                "fused::causal_attention: rope tables must be CPU float32 [>= " << T << ", " << D / 2 << "]");
+  }
+  return CausalAttentionFunction::apply(qkv, rope.cos.narrow(0, 0, T).contiguous(),
+                                        rope.sin.narrow(0, 0, T).contiguous(), H, KV, D);
+}
+
+}  // namespace fused
+}  // namespace hnas::model

@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hnas/train/throughput.hpp"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace hnas::train {
+
+double measure_cpu_sgemm_flops(int n, int repeats) {
+  torch::NoGradGuard no_grad;
+  auto a = torch::randn({n, n});
+  auto b = torch::randn({n, n});
+  auto c = torch::empty({n, n});
+  torch::mm_out(c, a, b);  // warm-up: thread pool and BLAS buffers
+  double best = 1e30;
+  for (int i = 0; i < repeats; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    torch::mm_out(c, a, b);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return 2.0 * n * static_cast<double>(n) * n / best;
+}
+
+}  // namespace hnas::train

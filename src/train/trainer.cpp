@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hnas/train/trainer.hpp"
+
+#include <chrono>
+#include <cmath>
+
+#include "hnas/core/check.hpp"
+#include "hnas/core/log.hpp"
+#include "hnas/train/metrics.hpp"
+
+namespace hnas::train {
+
+const char* run_status_name(RunStatus status) {
+  switch (status) {
+    case RunStatus::Completed: return "completed";
+    case RunStatus::ReachedTarget: return "reached_target";
+    case RunStatus::Diverged: return "diverged";
+    case RunStatus::TimedOut: return "timed_out";
+    case RunStatus::Stopped: return "stopped";
+    case RunStatus::OutOfMemory: return "out_of_memory";
+  }
+  return "?";
+}
+
+torch::Tensor summed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets) {
+  return torch::nn::functional::cross_entropy(
+      logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex).reduction(torch::kSum));
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Two groups: matrices (and embeddings) decay, norm gains and biases do not.
+torch::optim::AdamW make_optimizer(model::HybridModel& model, const TrainerOptions& o) {
+  std::vector<torch::Tensor> decay, no_decay;
+  for (auto& p : model->parameters()) (p.dim() >= 2 || o.decay_norms_and_biases ? decay : no_decay).push_back(p);
+  auto defaults = torch::optim::AdamWOptions(o.schedule.peak_lr)
+                      .betas({o.beta1, o.beta2})
+                      .eps(o.adam_eps)
+                      .weight_decay(o.weight_decay);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(defaults));
+  if (!no_decay.empty()) {
+    auto exempt = defaults;
+    exempt.weight_decay(0.0);
+    groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(exempt));
+  }
+  return torch::optim::AdamW(std::move(groups), defaults);
+}
+
+void set_learning_rate(torch::optim::AdamW& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+}
+
+bool is_out_of_memory(const std::exception& e) {
+  const std::string what = e.what();
+  return what.find("out of memory") != std::string::npos || what.find("DefaultCPUAllocator") != std::string::npos;
+}
+
+// Smoothed step time for the ETA and throughput columns; the first steps are warm-up.
+class StepTimer {
+ public:
+  void add(double seconds) {
+    ++count_;
+    if (count_ <= 2) return;
+    ema_ = ema_ == 0 ? seconds : 0.9 * ema_ + 0.1 * seconds;
+  }
+  double seconds_per_step() const { return ema_; }
+
+ private:
+  int64_t count_ = 0;
+  double ema_ = 0;
+};
+
+}  // namespace
+
+TrainResult train_model(model::HybridModel& model, BatchSource& data, const Evaluator& evaluate,
+                        const TrainerOptions& o) {
+  HNAS_ASSERT(o.schedule.total_steps > 0, "training needs at least one step");
+  HNAS_ASSERT(o.micro_batches >= 1, "micro_batches must be >= 1");
+  TrainResult result;
+  const auto start = Clock::now();
+  auto optimizer = make_optimizer(model, o);
+  auto parameters = model->parameters();
+  StepTimer timer;
+
+  auto run_evaluation = [&](int64_t step) {
+    model->eval();
+    EvalPoint point{step, evaluate(model)};
+    model->train();
+    result.evals.push_back(point);
+    if (result.best.step < 0 || point.metrics.perplexity < result.best.metrics.perplexity) result.best = point;
+    if (o.log_every > 0)
+      log::info(log::format("%s eval step %ld | loss %.4f | acc %.4f | micro acc %.4f", o.label.c_str(),
+                            static_cast<long>(step), point.metrics.loss, point.metrics.accuracy,
+                            point.metrics.micro_accuracy));
+    return point;
+  };
+
+  model->train();
+  try {
+    for (int64_t step = 0; step < o.schedule.total_steps; ++step) {
+      if (o.should_stop && o.should_stop()) {
+        result.status = RunStatus::Stopped;
+        break;
+      }
+      if (o.max_seconds > 0 && seconds_since(start) > o.max_seconds) {
+        result.status = RunStatus::TimedOut;
+        break;
+      }
+      const auto step_start = Clock::now();
+      const double lr = o.schedule.at(step);
+      set_learning_rate(optimizer, lr);
+      optimizer.zero_grad();
+
+      Batch batch = data.next();
+      const int64_t scored = (batch.targets != kIgnoreIndex).sum().item<int64_t>();
+      const double normaliser = static_cast<double>(std::max<int64_t>(scored, 1));
+      double loss_sum = 0;
+      const auto inputs = batch.inputs.chunk(o.micro_batches, 0);
+      const auto targets = batch.targets.chunk(o.micro_batches, 0);
+      for (size_t m = 0; m < inputs.size(); ++m) {
+        auto loss = summed_cross_entropy(model->forward(inputs[m]), targets[m]) / normaliser;
+        loss.backward();
+        loss_sum += loss.item<double>();
+      }
+      const double max_norm = o.grad_clip > 0 ? o.grad_clip : std::numeric_limits<double>::infinity();
+      const double grad_norm = torch::nn::utils::clip_grad_norm_(parameters, max_norm);
+      result.tokens += batch.inputs.numel();
+      result.curve.push_back({step, loss_sum, lr, grad_norm});
+      if (!std::isfinite(loss_sum) || !std::isfinite(grad_norm)) {
+        result.status = RunStatus::Diverged;
+        result.steps = step;
+        break;
+      }
+      optimizer.step();
+      result.steps = step + 1;
+      timer.add(seconds_since(step_start));
+
+      if (o.log_every > 0 && (step % o.log_every == 0 || step + 1 == o.schedule.total_steps)) {
+        const double sps = timer.seconds_per_step();
+        const double tokens_per_s = sps > 0 ? static_cast<double>(batch.inputs.numel()) / sps : 0;
+        std::string line = log::format("%s step %ld/%ld | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s",
+                                       o.label.c_str(), static_cast<long>(step + 1),
+                                       static_cast<long>(o.schedule.total_steps), loss_sum, lr, grad_norm,
+                                       1e3 * sps, tokens_per_s);
+        if (o.peak_flops > 0 && o.train_flops_per_token > 0)
+          line += log::format(" | MFU %.1f%%", 100.0 * tokens_per_s * o.train_flops_per_token / o.peak_flops);
+        line += " | ETA " + log::format_duration(sps * static_cast<double>(o.schedule.total_steps - step - 1));
+        log::info(line);
+      }
+
+      const bool last = step + 1 == o.schedule.total_steps;
+      if (evaluate && ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last)) {
+        const EvalPoint point = run_evaluation(step + 1);
+        if (!std::isfinite(point.metrics.loss)) {
+          result.status = RunStatus::Diverged;
+          break;
+        }
+        if (o.target_accuracy > 0 && point.metrics.accuracy >= o.target_accuracy) {
+          result.status = last ? RunStatus::Completed : RunStatus::ReachedTarget;
+          break;
+        }
+      }
+    }
+  } catch (const c10::Error& e) {
+    if (!is_out_of_memory(e)) throw;
+    result.status = RunStatus::OutOfMemory;
+  }
+  // Runs cut short still get a final evaluation so they can be ranked.
+  if (evaluate && result.steps > 0 && (result.evals.empty() || result.evals.back().step != result.steps) &&
+      result.status != RunStatus::Diverged && result.status != RunStatus::OutOfMemory) {
+    run_evaluation(result.steps);
+  }
+  model->eval();
+  result.seconds = seconds_since(start);
+  return result;
+}
+
+}  // namespace hnas::train

@@ -1,0 +1,112 @@
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "hnas/cli/options.hpp"
+#include "hnas/core/error.hpp"
+
+namespace {
+
+using hnas::cli::Command;
+
+hnas::cli::Invocation parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "hnas");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return hnas::cli::parse_command_line(static_cast<int>(argv.size()), argv.data());
+}
+
+std::string error_of(std::vector<std::string> args) {
+  try {
+    parse(std::move(args));
+  } catch (const hnas::ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string write_ini(const std::string& text) {
+  char name[] = "/tmp/hnas_cli_XXXXXX";
+  const int fd = mkstemp(name);
+  EXPECT_GE(fd, 0);
+  close(fd);
+  std::ofstream(name) << text;
+  return name;
+}
+
+TEST(Options, evaluate_defaults_follow_mad) {
+  const auto inv = parse({"evaluate", "--arch", "A2M4"});
+  ASSERT_EQ(inv.command, Command::Evaluate);
+  const auto& o = inv.evaluate;
+  EXPECT_EQ(o.genome.to_string(), "AAMMMM");
+  EXPECT_EQ(o.shape.d_model, 128);
+  EXPECT_EQ(o.shape.mlp_hidden, 352);
+  EXPECT_FALSE(o.on_tokens);
+  ASSERT_EQ(o.mad.tasks.size(), 1u);
+  EXPECT_EQ(o.mad.tasks[0], hnas::data::MadTask::InContextRecall);
+  EXPECT_EQ(o.mad.epochs, 200);
+  EXPECT_NE(o.effective_ini.find("[model]\nd_model = 128"), std::string::npos) << o.effective_ini;
+}
+
+TEST(Options, command_line_overrides_the_ini_file) {
+  const auto path = write_ini("arch = MMMM\ntask = compression, memorization\n[model]\nd_model = 64\nheads = 4\nkv_heads = 2\n"
+                              "[mad]\nepochs = 3\nlearning_rates = 1e-4, 1e-3\n");
+  const auto inv = parse({"evaluate", "--config", path, "--model.d_model=32", "--arch", "AM"});
+  const auto& o = inv.evaluate;
+  EXPECT_EQ(o.shape.d_model, 32);
+  EXPECT_EQ(o.shape.num_heads, 4);
+  EXPECT_EQ(o.genome.to_string(), "AM");
+  EXPECT_EQ(o.mad.epochs, 3);
+  EXPECT_EQ(o.mad.learning_rates, (std::vector<double>{1e-4, 1e-3}));
+  ASSERT_EQ(o.mad.tasks.size(), 2u);
+  EXPECT_EQ(o.mad.tasks[1], hnas::data::MadTask::Memorization);
+  std::remove(path.c_str());
+}
+
+TEST(Options, unknown_keys_are_rejected_with_the_key_named) {
+  EXPECT_NE(error_of({"evaluate", "--arch", "AM", "--model.dmodel=3"}).find("model.dmodel"), std::string::npos);
+  const auto path = write_ini("[train]\nlrr = 3\n");
+  EXPECT_NE(error_of({"evaluate", "--arch", "AM", "--config", path}).find("train.lrr"), std::string::npos);
+  std::remove(path.c_str());
+}
+
+TEST(Options, out_of_range_values_name_their_key_and_all_are_reported) {
+  const std::string message =
+      error_of({"evaluate", "--arch", "AM", "--mad.epochs=0", "--train.beta2=1.5", "--model.kv_heads=3"});
+  EXPECT_NE(message.find("mad.epochs"), std::string::npos) << message;
+  EXPECT_NE(message.find("train.beta2"), std::string::npos) << message;
+  EXPECT_NE(message.find("model.kv_heads"), std::string::npos) << message;
+  EXPECT_NE(error_of({"evaluate", "--arch", "AM", "--mad.epochs=abc"}).find("mad.epochs"), std::string::npos);
+}
+
+TEST(Options, bad_architecture_task_and_files_get_clear_errors) {
+  EXPECT_NE(error_of({"evaluate", "--arch", "AXM"}).find("position 2"), std::string::npos);
+  EXPECT_NE(error_of({"evaluate"}).find("arch is required"), std::string::npos);
+  EXPECT_NE(error_of({"evaluate", "--arch", "AM", "--task", "recall"}).find("in-context-recall"), std::string::npos);
+  EXPECT_NE(error_of({"evaluate", "--arch", "AM", "--config", "/nonexistent.ini"}).find("/nonexistent.ini"),
+            std::string::npos);
+  EXPECT_NE(error_of({"frobnicate"}).find("unknown command"), std::string::npos);
+  EXPECT_NE(error_of({"evaluate", "--arch", "AM", "--mad.seq_len=31"}).find("seq_len"), std::string::npos);
+}
+
+TEST(Options, data_switches_to_token_evaluation) {
+  const auto inv = parse({"evaluate", "--arch", "AM", "--data", "a.bin,b.bin", "--tokens.steps=7"});
+  EXPECT_TRUE(inv.evaluate.on_tokens);
+  EXPECT_EQ(inv.evaluate.tokens.train_paths, (std::vector<std::string>{"a.bin", "b.bin"}));
+  EXPECT_EQ(inv.evaluate.tokens.steps, 7);
+}
+
+TEST(Options, help_and_version) {
+  EXPECT_EQ(parse({}).command, Command::Help);
+  EXPECT_EQ(parse({"--version"}).command, Command::Version);
+  const auto help = parse({"evaluate", "--help"});
+  EXPECT_EQ(help.command, Command::Help);
+  EXPECT_NE(help.help.find("model.kv_heads"), std::string::npos);
+}
+
+}  // namespace

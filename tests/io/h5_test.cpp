@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: Apache-2.0
+// The HDF5 RAII layer: handles close what they own, helpers round-trip data and
+// attributes, and every failure carries a message naming the file and the HDF5 stack.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "hnas/core/error.hpp"
+#include "hnas/io/h5.hpp"
+
+namespace {
+
+namespace io = hnas::io;
+
+// A fresh directory under /tmp, removed with its contents at scope exit.
+class TempDir {
+ public:
+  TempDir() {
+    char pattern[] = "/tmp/hnas_h5_test_XXXXXX";
+    const char* made = ::mkdtemp(pattern);
+    if (made == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = made;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Runs `body`, which must throw ErrorType, and returns the message.
+template <typename ErrorType, typename Body>
+std::string message_of(Body&& body) {
+  try {
+    body();
+  } catch (const ErrorType& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an exception";
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& fragment) {
+  return text.find(fragment) != std::string::npos;
+}
+
+// Objects HDF5 still has open in `file`, the file itself included.
+ssize_t open_objects(hid_t file) { return H5Fget_obj_count(file, H5F_OBJ_ALL); }
+
+TEST(H5Handle, moves_ownership_and_closes_exactly_once) {
+  TempDir dir;
+  io::H5File file = io::create_file(dir.file("a.h5"));
+  ASSERT_TRUE(file.valid());
+  {
+    io::H5Dataset a = io::write_dataset_1d(file.get(), "/x", std::vector<int32_t>{1, 2, 3});
+    EXPECT_EQ(open_objects(file.get()), 2);
+    io::H5Dataset b(std::move(a));
+    EXPECT_FALSE(a.valid());
+    EXPECT_TRUE(b.valid());
+    io::H5Dataset c = io::open_dataset(file.get(), "/x");
+    EXPECT_EQ(open_objects(file.get()), 3);
+    c = std::move(b);  // closes what c held
+    EXPECT_EQ(open_objects(file.get()), 2);
+    const hid_t raw = c.release();
+    EXPECT_FALSE(c.valid());
+    EXPECT_GE(H5Dclose(raw), 0);
+    EXPECT_EQ(open_objects(file.get()), 1);
+  }
+  EXPECT_EQ(open_objects(file.get()), 1);
+  file.close();
+  EXPECT_FALSE(file.valid());
+}
+
+TEST(H5Helpers, leave_no_open_objects_behind) {
+  TempDir dir;
+  const std::string path = dir.file("b.h5");
+  {
+    io::H5File file = io::create_file(path);
+    io::write_dataset_1d(file.get(), "/group/tokens", std::vector<uint16_t>(100, 7),
+                         io::DatasetOptions{/*chunk=*/16, /*deflate_level=*/1});
+    io::write_string_attribute(file.get(), "schema", "hnas/1");
+    io::write_int_attribute(file.get(), "count", 3);
+    io::H5Dataset d = io::open_dataset(file.get(), "/group/tokens");
+    io::write_double_attribute(d.get(), "scale", 0.5);
+    d.reset();
+    EXPECT_EQ(open_objects(file.get()), 1);
+  }
+  io::H5File file = io::open_file_read_only(path);
+  {
+    io::H5Dataset d = io::open_dataset(file.get(), "/group/tokens");
+    EXPECT_EQ(io::read_int32_slice(d.get(), 10, 5), std::vector<int32_t>(5, 7));
+    EXPECT_EQ(io::dataset_shape(d.get()), std::vector<hsize_t>{100});
+    EXPECT_EQ(io::read_double_attribute(d.get(), "scale"), 0.5);
+    EXPECT_THROW(io::read_int32_slice(d.get(), 99, 2), hnas::InputError);
+    EXPECT_THROW(io::read_string_attribute(d.get(), "nope"), hnas::InputError);
+  }
+  EXPECT_EQ(io::read_string_attribute(file.get(), "schema"), "hnas/1");
+  EXPECT_EQ(open_objects(file.get()), 1);
+}
+
+TEST(H5Helpers, read_int32_slice_converts_any_integer_storage) {
+  TempDir dir;
+  const std::string path = dir.file("c.h5");
+  {
+    io::H5File file = io::create_file(path);
+    io::write_dataset_1d(file.get(), "u8", std::vector<uint8_t>{0, 1, 255});
+    io::write_dataset_1d(file.get(), "u32", std::vector<uint32_t>{5, 70000, 9});
+    io::write_dataset_1d(file.get(), "i64", std::vector<int64_t>{-3, 1 << 20, 4});
+    io::write_dataset_1d(file.get(), "empty", std::vector<int32_t>{}, io::DatasetOptions{8, 0});
+  }
+  io::H5File file = io::open_file_read_only(path);
+  auto read_all = [&](const char* name) {
+    io::H5Dataset d = io::open_dataset(file.get(), name);
+    return io::read_int32_slice(d.get(), 0, io::dataset_shape(d.get())[0]);
+  };
+  EXPECT_EQ(read_all("u8"), (std::vector<int32_t>{0, 1, 255}));
+  EXPECT_EQ(read_all("u32"), (std::vector<int32_t>{5, 70000, 9}));
+  EXPECT_EQ(read_all("i64"), (std::vector<int32_t>{-3, 1 << 20, 4}));
+  EXPECT_TRUE(read_all("empty").empty());
+}
+
+TEST(H5Helpers, reject_float_datasets_with_a_clear_message) {
+  TempDir dir;
+  const std::string path = dir.file("f.h5");
+  {
+    io::H5File file = io::create_file(path);
+    io::write_dataset_1d(file.get(), "/tokens", std::vector<float>{1.f, 2.f});
+  }
+  io::H5File file = io::open_file_read_only(path);
+  io::H5Dataset d = io::open_dataset(file.get(), "/tokens");
+  EXPECT_FALSE(io::is_integer_dataset(d.get()));
+  const std::string message =
+      message_of<hnas::InputError>([&] { io::read_int32_slice(d.get(), 0, 2); });
+  EXPECT_TRUE(contains(message, "f.h5:/tokens")) << message;
+  EXPECT_TRUE(contains(message, "floating-point")) << message;
+}
+
+TEST(H5Helpers, attributes_round_trip_and_replace) {
+  TempDir dir;
+  io::H5File file = io::create_file(dir.file("attr.h5"));
+  io::write_string_attribute(file.get(), "note", "first");
+  io::write_string_attribute(file.get(), "note", "second, längere UTF-8");
+  io::write_int_attribute(file.get(), "steps", -42);
+  io::write_double_attribute(file.get(), "lr", 3e-4);
+  EXPECT_TRUE(io::has_attribute(file.get(), "note"));
+  EXPECT_FALSE(io::has_attribute(file.get(), "missing"));
+  EXPECT_EQ(io::read_string_attribute(file.get(), "note"), "second, längere UTF-8");
+  EXPECT_EQ(io::read_int_attribute(file.get(), "steps"), -42);
+  EXPECT_EQ(io::read_double_attribute(file.get(), "lr"), 3e-4);
+  EXPECT_EQ(io::read_double_attribute(file.get(), "steps"), -42.0);
+  EXPECT_THROW(io::read_int_attribute(file.get(), "note"), hnas::InputError);
+
+  // Fixed-length strings, as h5py writes numpy byte strings.
+  io::H5Type fixed(H5Tcopy(H5T_C_S1));
+  ASSERT_GE(H5Tset_size(fixed.get(), 8), 0);
+  io::H5Space scalar(H5Screate(H5S_SCALAR));
+  io::H5Attribute attr(
+      H5Acreate2(file.get(), "fixed", fixed.get(), scalar.get(), H5P_DEFAULT, H5P_DEFAULT));
+  const char text[8] = {'a', 'b', 'c', 0, 0, 0, 0, 0};
+  ASSERT_GE(H5Awrite(attr.get(), fixed.get(), text), 0);
+  attr.reset();
+  EXPECT_EQ(io::read_string_attribute(file.get(), "fixed"), "abc");
+  const std::string missing =
+      message_of<hnas::InputError>([&] { io::read_string_attribute(file.get(), "absent"); });
+  EXPECT_TRUE(contains(missing, "attr.h5")) << missing;
+  EXPECT_TRUE(contains(missing, "no attribute \"absent\"")) << missing;
+}
+
+TEST(H5Errors, open_failures_name_the_path) {
+  TempDir dir;
+  const std::string missing = dir.file("missing.h5");
+  std::string message = message_of<hnas::InputError>([&] { io::open_file_read_only(missing); });
+  EXPECT_TRUE(contains(message, missing)) << message;
+  EXPECT_TRUE(contains(message, "No such file")) << message;
+
+  const std::string text = dir.file("text.h5");
+  std::ofstream(text) << "this is not HDF5\n";
+  message = message_of<hnas::InputError>([&] { io::open_file_read_only(text); });
+  EXPECT_TRUE(contains(message, text)) << message;
+  EXPECT_TRUE(contains(message, "not an HDF5 file")) << message;
+
+  const std::string real = dir.file("real.h5");
+  io::create_file(real);
+  io::H5File file = io::open_file_read_only(real);
+  message = message_of<hnas::InputError>([&] { io::open_dataset(file.get(), "/a/b"); });
+  EXPECT_TRUE(contains(message, "real.h5")) << message;
+  EXPECT_TRUE(contains(message, "no dataset \"/a/b\"")) << message;
+  EXPECT_EQ(open_objects(file.get()), 1);
+
+  message = message_of<hnas::IoError>([&] { io::create_file(dir.file("no/such/dir/x.h5")); });
+  EXPECT_TRUE(contains(message, "no/such/dir/x.h5")) << message;
+  EXPECT_TRUE(contains(message, "HDF5 error stack")) << message;
+}
+
+TEST(H5Errors, check_macro_carries_the_hdf5_error_stack) {
+  io::disable_hdf5_error_printing();
+  const std::string message =
+      message_of<hnas::IoError>([] { HNAS_CHECK_H5(H5Dopen2(-1, "/x", H5P_DEFAULT)); });
+  EXPECT_TRUE(contains(message, "H5Dopen2(-1, \"/x\", H5P_DEFAULT)")) << message;
+  EXPECT_TRUE(contains(message, "h5_test.cpp")) << message;
+  EXPECT_TRUE(contains(message, "HDF5 error stack:\n  #000:")) << message;
+  EXPECT_TRUE(contains(message, "H5Dopen2()")) << message;
+  // The stack was consumed: the next walk starts empty.
+  EXPECT_EQ(io::take_error_stack(), "");
+  // On success the macro passes the call's result through.
+  io::H5Type copy(HNAS_CHECK_H5(H5Tcopy(H5T_NATIVE_INT32)));
+  EXPECT_GT(HNAS_CHECK_H5(H5Iis_valid(copy.get())), 0);
+}
+
+TEST(H5Errors, lock_failure_names_the_environment_variable) {
+  const char* setting = std::getenv("HDF5_USE_FILE_LOCKING");
+  if (setting != nullptr && std::string(setting) == "FALSE") {
+    GTEST_SKIP() << "file locking is disabled in this environment";
+  }
+  TempDir dir;
+  const std::string path = dir.file("locked.h5");
+  io::create_file(path);
+  // HDF5 takes a flock() on open; an exclusive lock held through another descriptor is
+  // what a concurrent writer (or a file system without locks) looks like to the reader.
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  const std::string message =
+      message_of<hnas::InputError>([&] { io::open_file_read_only(path); });
+  ::close(fd);
+  EXPECT_TRUE(contains(message, path)) << message;
+  EXPECT_TRUE(contains(message, "HDF5_USE_FILE_LOCKING=FALSE")) << message;
+}
+
+}  // namespace
