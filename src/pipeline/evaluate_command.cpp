@@ -74,7 +74,7 @@ int resolve_threads(int requested) {
 }
 
 int run_evaluate(const cli::EvaluateOptions& o) {
-  at::set_num_threads(resolve_threads(o.threads));
+  train::set_compute_threads(resolve_threads(o.threads));
   print_plan(o);
   return o.on_tokens ? run_tokens(o) : run_mad(o);
 }

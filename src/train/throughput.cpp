@@ -1,12 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hnas/train/throughput.hpp"
 
+#include <dlfcn.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
 
 namespace hnas::train {
+
+void set_compute_threads(int threads) {
+  at::set_num_threads(threads);
+  // Looked up at run time: the BLAS is whatever libblas.so.3 the system resolves to.
+  using SetThreads = void (*)(int);
+  if (auto set_openblas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+    set_openblas(threads);
+}
 
 double measure_cpu_sgemm_flops(int n, int repeats) {
   torch::NoGradGuard no_grad;

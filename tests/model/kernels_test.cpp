@@ -253,6 +253,40 @@ TEST(FusedAttention, rejects_bad_shapes) {
   EXPECT_THROW(model::fused::causal_attention(torch::zeros({1, 9, 32}), {2, 1, 8}, rope), hnas::InternalError);
 }
 
+/// Restores the intra-op thread count on scope exit.
+class ThreadCountGuard {
+ public:
+  ThreadCountGuard() : saved_(at::get_num_threads()) {}
+  ~ThreadCountGuard() { at::set_num_threads(saved_); }
+  ThreadCountGuard(const ThreadCountGuard&) = delete;
+  ThreadCountGuard& operator=(const ThreadCountGuard&) = delete;
+
+ private:
+  int saved_;
+};
+
+TEST(FusedKernels, results_do_not_depend_on_the_thread_count) {
+  torch::manual_seed(10);
+  const model::AttentionShape shape{4, 2, 8};
+  const auto rope = model::make_rope_table(37, 8, 10000.0, torch::TensorOptions());
+  const auto qkv_data = randn({3, 37, 64});
+  const auto x_data = randn({300, 48});
+  auto run = [&](int threads) {
+    at::set_num_threads(threads);
+    auto qkv = qkv_data.clone().requires_grad_(true);
+    auto x = x_data.clone().requires_grad_(true);
+    auto w = torch::linspace(0.5, 1.5, 48).requires_grad_(true);
+    auto out = model::fused::causal_attention(qkv, shape, rope);
+    auto y = model::fused::swiglu(model::fused::rms_norm(x, w, 1e-5));
+    (out.pow(2).sum() + y.pow(2).sum()).backward();
+    return std::vector<torch::Tensor>{out, qkv.grad(), y, x.grad(), w.grad()};
+  };
+  ThreadCountGuard guard;
+  const auto one = run(1);
+  const auto three = run(3);
+  for (size_t i = 0; i < one.size(); ++i) EXPECT_TRUE(torch::equal(one[i], three[i])) << "result " << i;
+}
+
 TEST(FusedKernels, apply_to_cpu_float32_only) {
   EXPECT_TRUE(model::fused::applies_to(torch::zeros({2})));
   EXPECT_FALSE(model::fused::applies_to(torch::zeros({2}, torch::kFloat64)));

@@ -18,7 +18,7 @@ train::MadEvaluationOptions small_recall() {
   o.num_test = 256;
   o.epochs = 12;
   o.batch_size = 64;
-  o.learning_rates = {2e-3};
+  o.learning_rates = {3e-3};
   o.weight_decays = {0.0};
   o.init_seed = 7;
   o.trainer.schedule.warmup_steps = 20;
@@ -39,9 +39,9 @@ arch::ModelShape small_width() {
 
 TEST(MadLearning, attention_learns_in_context_recall_and_mlp_only_does_not) {
   const auto options = small_recall();
-  const auto with_attention = train::evaluate_mad(arch::Genome::parse("AMAM"), small_width(), options);
+  const auto with_attention = train::evaluate_mad(arch::Genome::parse("AAMM"), small_width(), options);
   const auto mlp_only = train::evaluate_mad(arch::Genome::parse("MMMM"), small_width(), options);
-  log::info(log::format("AMAM acc %.3f in %.1fs; MMMM acc %.3f in %.1fs", with_attention.objective,
+  log::info(log::format("AAMM acc %.3f in %.1fs; MMMM acc %.3f in %.1fs", with_attention.objective,
                         with_attention.seconds, mlp_only.objective, mlp_only.seconds));
   EXPECT_GE(with_attention.objective, 0.9);
   EXPECT_LE(mlp_only.objective, 0.4);

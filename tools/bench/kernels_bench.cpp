@@ -23,8 +23,9 @@ struct Scale {
   int64_t batch, seq, d_model, heads, kv_heads, head_dim, hidden;
 };
 
-/// Median milliseconds of `step` over `reps` runs after two warm-up runs.
-double median_ms(const std::function<void()>& step, int reps) {
+/// Fastest of `reps` runs of `step` after two warm-up runs, in milliseconds: the minimum is
+/// the statistic least disturbed by other work on a shared machine.
+double best_ms(const std::function<void()>& step, int reps) {
   step();
   step();
   std::vector<double> times;
@@ -33,8 +34,7 @@ double median_ms(const std::function<void()>& step, int reps) {
     step();
     times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
-  std::nth_element(times.begin(), times.begin() + reps / 2, times.end());
-  return times[reps / 2];
+  return *std::min_element(times.begin(), times.end());
 }
 
 /// Forward only, without autograd.
@@ -61,10 +61,10 @@ using Op = std::function<torch::Tensor(const torch::Tensor&)>;
 
 void report(const char* scale, const char* name, const Op& fused, const Op& reference, const torch::Tensor& input,
             std::vector<torch::Tensor> params, int reps) {
-  const double fused_ms = median_ms(fwd_bwd(fused, input.clone(), params), reps);
-  const double reference_ms = median_ms(fwd_bwd(reference, input.clone(), params), reps);
-  const double fused_fwd_ms = median_ms(fwd(fused, input), reps);
-  const double reference_fwd_ms = median_ms(fwd(reference, input), reps);
+  const double fused_ms = best_ms(fwd_bwd(fused, input.clone(), params), reps);
+  const double reference_ms = best_ms(fwd_bwd(reference, input.clone(), params), reps);
+  const double fused_fwd_ms = best_ms(fwd(fused, input), reps);
+  const double reference_fwd_ms = best_ms(fwd(reference, input), reps);
   std::printf("%-7s %-10s fwd+bwd: fused %8.3f ms  reference %8.3f ms  speedup %6.2fx | fwd: %7.3f / %7.3f ms  %6.2fx\n",
               scale, name, fused_ms, reference_ms, reference_ms / fused_ms, fused_fwd_ms, reference_fwd_ms,
               reference_fwd_ms / fused_fwd_ms);
@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
   const char* only = argc > 3 ? argv[3] : nullptr;
   auto wanted = [only](const char* op) { return only == nullptr || std::strcmp(only, op) == 0; };
   torch::manual_seed(0);
-  std::printf("threads %d, %d repetitions, median forward+backward\n", at::get_num_threads(), reps);
+  std::printf("threads %d, %d repetitions, best time\n", at::get_num_threads(), reps);
   const Scale scales[] = {{"search", 32, 128, 128, 16, 4, 8, 352}, {"larger", 8, 256, 512, 8, 4, 64, 1536}};
   for (const Scale& s : scales) {
     if (wanted("rms_norm")) {

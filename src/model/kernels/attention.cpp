@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "hnas/core/check.hpp"
@@ -31,6 +32,9 @@ using detail::Vec8;
 // Backward: 16 keys share a vector (keys in lanes) and the loop runs over the query rows,
 // so dK and dV accumulate lane-wise in a small block; dQ, which would need a reduction
 // over the lanes, is applied per key block from the stored dS strip instead.
+
+/// How many rows of qkv ahead the gathering loops prefetch.
+constexpr int64_t kPrefetchRows = 8;
 
 struct Dims {
   int64_t batch, seq, heads, kv_heads, head_dim;
@@ -83,7 +87,7 @@ inline void rope_backward(const float* dy, const float* cos, const float* sin, i
 }
 
 /// Causal mask for key j against the rows i0 + lane: keeps lanes with i0 + lane >= j.
-inline Vec mask_keys_after_rows(Vec v, int64_t j_minus_i0, float fill) {
+inline Vec mask_keys_after_rows(const Vec& v, int64_t j_minus_i0, float fill) {
   if (j_minus_i0 <= 0) return v;
   const IVec limit = IVec{} + static_cast<int32_t>(j_minus_i0);
   return detail::lane_index() >= limit ? v : detail::splat(fill);
@@ -127,18 +131,27 @@ void block_values(const float* pt, const float* vb, int64_t padded_dim, int64_t 
 void forward_item(const Dims& dm, const float* qkv, const float* cos, const float* sin, int64_t b, int64_t kvh,
                   float* out, float* lse, Arena& arena) {
   const int64_t T = dm.seq, D = dm.head_dim, half = dm.half(), Dp = dm.padded_dim(), Tp = dm.padded_seq();
-  const int64_t W = dm.width(), H = dm.heads, KV = dm.kv_heads;
+  const int64_t W = dm.width(), H = dm.heads, KV = dm.kv_heads, G = dm.group();
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   float* kr = arena.take(Tp * D);
   float* vb = arena.take(Tp * Dp);
+  float* qb = arena.take(G * T * D);  // rotated queries times the softmax scale, [G][T][D]
   float* qt = arena.take(D * kLanes);
   float* st = arena.take(Tp * kLanes);
   float* ot = arena.take(Dp * kLanes);
-  float* qrow = arena.take(D);
 
+  // One pass over the item's rows of qkv: its G query heads are adjacent, then K, then V.
   const float* base = qkv + b * T * W;
   for (int64_t t = 0; t < T; ++t) {
+    if (t + kPrefetchRows < T) {
+      const float* ahead = base + (t + kPrefetchRows) * W;
+      detail::prefetch(ahead + kvh * G * D, G * D);
+      detail::prefetch(ahead + (H + kvh) * D, D);
+      detail::prefetch(ahead + (H + KV + kvh) * D, D);
+    }
     const float* row = base + t * W;
+    for (int64_t g = 0; g < G; ++g)
+      rope_forward(row + (kvh * G + g) * D, cos + t * half, sin + t * half, half, scale, qb + (g * T + t) * D);
     rope_forward(row + (H + kvh) * D, cos + t * half, sin + t * half, half, 1.0f, kr + t * D);
     const float* v = row + (H + KV + kvh) * D;
     std::copy(v, v + D, vb + t * Dp);
@@ -148,18 +161,16 @@ void forward_item(const Dims& dm, const float* qkv, const float* cos, const floa
   std::fill(kr + T * D, kr + Tp * D, 0.0f);
   std::fill(vb + T * Dp, vb + Tp * Dp, 0.0f);
 
-  for (int64_t g = 0; g < dm.group(); ++g) {
-    const int64_t h = kvh * dm.group() + g;
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t h = kvh * G + g;
     for (int64_t i0 = 0; i0 < T; i0 += kLanes) {
       const int64_t rows = std::min<int64_t>(kLanes, T - i0);
-      for (int64_t r = 0; r < kLanes; ++r) {
-        if (r < rows) {
-          const int64_t i = i0 + r;
-          rope_forward(base + i * W + h * D, cos + i * half, sin + i * half, half, scale, qrow);
-        } else {
-          std::fill(qrow, qrow + D, 0.0f);
-        }
-        for (int64_t d = 0; d < D; ++d) qt[d * kLanes + r] = qrow[d];
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* q = qb + (g * T + i0 + r) * D;
+        for (int64_t d = 0; d < D; ++d) qt[d * kLanes + r] = q[d];
+      }
+      for (int64_t r = rows; r < kLanes; ++r) {
+        for (int64_t d = 0; d < D; ++d) qt[d * kLanes + r] = 0.0f;
       }
       const int64_t jend = round_up(i0 + rows, 8);
       const Vec mx = block_scores(kr, qt, D, i0, jend, st);
@@ -175,11 +186,12 @@ void forward_item(const Dims& dm, const float* qkv, const float* cos, const floa
         block_values<8>(st, vb, Dp, jend, ot);
       }
       const Vec inv_sum = 1.0f / sum;
+      const Vec row_lse = mx + detail::log(sum);  // sum >= 1: the row max contributes exp(0)
       for (int64_t r = 0; r < rows; ++r) {
         float* o = out + ((b * T + i0 + r) * H + h) * D;
         for (int64_t d = 0; d < D; ++d) o[d] = ot[d * kLanes + r] * inv_sum[r];
-        lse[(b * H + h) * T + i0 + r] = mx[r] + std::log(sum[r]);
       }
+      detail::store_partial(lse + (b * H + h) * T + i0, row_lse, rows);
     }
   }
 }
@@ -188,7 +200,7 @@ void attention_forward(const Dims& dm, const float* qkv, const float* cos, const
                        float* lse) {
   const int64_t Tp = dm.padded_seq(), D = dm.head_dim, Dp = dm.padded_dim();
   const int64_t arena_size =
-      Arena::size({Tp * D, Tp * Dp, D * kLanes, Tp * kLanes, Dp * kLanes, D});
+      Arena::size({Tp * D, Tp * Dp, dm.group() * dm.seq * D, D * kLanes, Tp * kLanes, Dp * kLanes});
   at::parallel_for(0, dm.batch * dm.kv_heads, 1, [&](int64_t begin, int64_t end) {
     Arena arena(arena_size);
     for (int64_t item = begin; item < end; ++item) {
@@ -198,19 +210,69 @@ void attention_forward(const Dims& dm, const float* qkv, const float* cos, const
   });
 }
 
-/// dq[r][c..c+8) += sum_jj ds[r][jj] * kr[jj][c..c+8) for kRows rows of the dS strip.
-template <int kRows>
+/// dq[r][c..c+w) += sum_jj ds[r][jj] * kr[jj][c..c+w) for kRows rows of the dS strip, in
+/// head-dim chunks of the width w of VecT.
+template <int kRows, typename VecT>
 void accumulate_dq(const float* ds, const float* kr, int64_t padded_dim, float* dq) {
-  for (int64_t c = 0; c < padded_dim; c += 8) {
-    Vec8 acc[kRows] = {};
+  constexpr int kWidth = sizeof(VecT) / sizeof(float);
+  for (int64_t c = 0; c < padded_dim; c += kWidth) {
+    VecT acc[kRows] = {};
     for (int jj = 0; jj < kLanes; ++jj) {
-      const Vec8 k = detail::load8(kr + jj * padded_dim + c);
+      VecT k;
+      std::memcpy(&k, kr + jj * padded_dim + c, sizeof k);
       for (int r = 0; r < kRows; ++r) acc[r] += ds[r * kLanes + jj] * k;
     }
     for (int r = 0; r < kRows; ++r) {
-      float* q = dq + r * padded_dim + c;
-      detail::store8(q, detail::load8(q) + acc[r]);
+      VecT q;
+      std::memcpy(&q, dq + r * padded_dim + c, sizeof q);
+      q += acc[r];
+      std::memcpy(dq + r * padded_dim + c, &q, sizeof q);
     }
+  }
+}
+
+template <int kRows>
+void accumulate_dq(const float* ds, const float* kr, int64_t padded_dim, float* dq) {
+  if (padded_dim % kLanes == 0) {
+    accumulate_dq<kRows, Vec>(ds, kr, padded_dim, dq);
+  } else {
+    accumulate_dq<kRows, Vec8>(ds, kr, padded_dim, dq);
+  }
+}
+
+/// Rows i..i+kRows-1 (consecutive rows of one head) against the keys j0..j0+15 in lanes:
+/// recomputes p, forms ds = p * (dP - Di), adds their dK/dV contributions and stores ds for
+/// dQ. Several rows per call share each load and store of the dK/dV accumulators.
+template <int kRows>
+void backward_rows(const float* qs, const float* go, const float* di, const float* ls, int64_t dim, int64_t i,
+                   int64_t j0, const float* kt, const float* vt, float* dkt, float* dvt, float* dsb) {
+  Vec s[kRows] = {}, dp[kRows] = {};
+  for (int64_t d = 0; d < dim; ++d) {
+    const Vec k = detail::load(kt + d * kLanes), v = detail::load(vt + d * kLanes);
+    for (int r = 0; r < kRows; ++r) {
+      s[r] += qs[r * dim + d] * k;
+      dp[r] += go[r * dim + d] * v;
+    }
+  }
+  Vec p[kRows], ds[kRows];
+  for (int r = 0; r < kRows; ++r) {
+    p[r] = detail::exp(s[r] - ls[r]);
+    // Keys j0 + lane > i + r are in the future of the row.
+    if (i + r - j0 < kLanes - 1) {
+      const IVec limit = IVec{} + static_cast<int32_t>(i + r - j0);
+      p[r] = detail::lane_index() <= limit ? p[r] : detail::splat(0.0f);
+    }
+    ds[r] = p[r] * (dp[r] - di[r]);
+    detail::store(dsb + r * kLanes, ds[r]);
+  }
+  for (int64_t d = 0; d < dim; ++d) {
+    Vec dv = detail::load(dvt + d * kLanes), dk = detail::load(dkt + d * kLanes);
+    for (int r = 0; r < kRows; ++r) {
+      dv += go[r * dim + d] * p[r];
+      dk += qs[r * dim + d] * ds[r];
+    }
+    detail::store(dvt + d * kLanes, dv);
+    detail::store(dkt + d * kLanes, dk);
   }
 }
 
@@ -220,6 +282,7 @@ void backward_item(const Dims& dm, const float* qkv, const float* cos, const flo
   const int64_t W = dm.width(), H = dm.heads, KV = dm.kv_heads, G = dm.group();
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   float* kr = arena.take(Tp * Dp);     // rotated keys, rows and columns zero-padded
+  float* vb = arena.take(Tp * D);      // values, rows zero-padded
   float* qs = arena.take(G * T * D);   // rotated queries times the softmax scale
   float* go = arena.take(G * T * D);   // output gradient rows
   float* di = arena.take(G * T);       // sum_d dO * O per row
@@ -234,22 +297,32 @@ void backward_item(const Dims& dm, const float* qkv, const float* cos, const flo
 
   const float* base = qkv + b * T * W;
   std::fill(kr, kr + Tp * Dp, 0.0f);
-  for (int64_t t = 0; t < T; ++t)
-    rope_forward(base + t * W + (H + kvh) * D, cos + t * half, sin + t * half, half, 1.0f, kr + t * Dp);
-  for (int64_t g = 0; g < G; ++g) {
-    const int64_t h = kvh * G + g;
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t row = g * T + t;
-      rope_forward(base + t * W + h * D, cos + t * half, sin + t * half, half, scale, qs + row * D);
-      const float* dor = dout + ((b * T + t) * H + h) * D;
-      const float* o = out + ((b * T + t) * H + h) * D;
+  std::fill(vb + T * D, vb + Tp * D, 0.0f);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t out_row = (b * T + t) * H + kvh * G;  // first head of the group in out/dout
+    if (t + kPrefetchRows < T) {
+      const float* ahead = base + (t + kPrefetchRows) * W;
+      detail::prefetch(ahead + kvh * G * D, G * D);
+      detail::prefetch(ahead + (H + kvh) * D, D);
+      detail::prefetch(ahead + (H + KV + kvh) * D, D);
+      detail::prefetch(out + (out_row + kPrefetchRows * H) * D, G * D);
+      detail::prefetch(dout + (out_row + kPrefetchRows * H) * D, G * D);
+    }
+    const float* row = base + t * W;
+    rope_forward(row + (H + kvh) * D, cos + t * half, sin + t * half, half, 1.0f, kr + t * Dp);
+    std::copy(row + (H + KV + kvh) * D, row + (H + KV + kvh + 1) * D, vb + t * D);
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t r = g * T + t;
+      rope_forward(row + (kvh * G + g) * D, cos + t * half, sin + t * half, half, scale, qs + r * D);
+      const float* dor = dout + (out_row + g) * D;
+      const float* o = out + (out_row + g) * D;
       float acc = 0.0f;
       for (int64_t d = 0; d < D; ++d) {
-        go[row * D + d] = dor[d];
+        go[r * D + d] = dor[d];
         acc += dor[d] * o[d];
       }
-      di[row] = acc;
-      ls[row] = lse[(b * H + h) * T + t];
+      di[r] = acc;
+      ls[r] = lse[(b * H + kvh * G + g) * T + t];
     }
   }
   std::fill(dq, dq + G * T * Dp, 0.0f);
@@ -257,42 +330,26 @@ void backward_item(const Dims& dm, const float* qkv, const float* cos, const flo
   for (int64_t j0 = 0; j0 < T; j0 += kLanes) {
     const int64_t cols = std::min<int64_t>(kLanes, T - j0);
     for (int64_t jj = 0; jj < kLanes; ++jj) {
-      const float* v = jj < cols ? base + (j0 + jj) * W + (H + KV + kvh) * D : nullptr;
       for (int64_t d = 0; d < D; ++d) {
         kt[d * kLanes + jj] = kr[(j0 + jj) * Dp + d];
-        vt[d * kLanes + jj] = v != nullptr ? v[d] : 0.0f;
+        vt[d * kLanes + jj] = vb[(j0 + jj) * D + d];
       }
     }
     std::fill(dkt, dkt + D * kLanes, 0.0f);
     std::fill(dvt, dvt + D * kLanes, 0.0f);
     for (int64_t g = 0; g < G; ++g) {
-      for (int64_t i = j0; i < T; ++i) {
-        const int64_t row = g * T + i;
-        const float* q = qs + row * D;
-        const float* gr = go + row * D;
-        // Two partial sums each (D is even) halve the FMA dependency chains.
-        Vec s0 = {}, s1 = {}, dp0 = {}, dp1 = {};
-        for (int64_t d = 0; d < D; d += 2) {
-          s0 += q[d] * detail::load(kt + d * kLanes);
-          s1 += q[d + 1] * detail::load(kt + (d + 1) * kLanes);
-          dp0 += gr[d] * detail::load(vt + d * kLanes);
-          dp1 += gr[d + 1] * detail::load(vt + (d + 1) * kLanes);
-        }
-        Vec p = detail::exp((s0 + s1) - ls[row]);
-        // Keys j0 + lane > i are in the future of row i.
-        if (i - j0 < kLanes - 1) {
-          const IVec limit = IVec{} + static_cast<int32_t>(i - j0);
-          p = detail::lane_index() <= limit ? p : detail::splat(0.0f);
-        }
-        const Vec ds = p * ((dp0 + dp1) - di[row]);
-        for (int64_t d = 0; d < D; ++d) {
-          detail::store(dvt + d * kLanes, detail::load(dvt + d * kLanes) + gr[d] * p);
-          detail::store(dkt + d * kLanes, detail::load(dkt + d * kLanes) + q[d] * ds);
-        }
-        detail::store(dsb + row * kLanes, ds);
-      }
       int64_t i = j0;
-      for (; i + 4 <= T; i += 4)
+      for (; i + 4 <= T; i += 4) {
+        const int64_t row = g * T + i;
+        backward_rows<4>(qs + row * D, go + row * D, di + row, ls + row, D, i, j0, kt, vt, dkt, dvt,
+                         dsb + row * kLanes);
+      }
+      for (; i < T; ++i) {
+        const int64_t row = g * T + i;
+        backward_rows<1>(qs + row * D, go + row * D, di + row, ls + row, D, i, j0, kt, vt, dkt, dvt,
+                         dsb + row * kLanes);
+      }
+      for (i = j0; i + 4 <= T; i += 4)
         accumulate_dq<4>(dsb + (g * T + i) * kLanes, kr + j0 * Dp, Dp, dq + (g * T + i) * Dp);
       for (; i < T; ++i) accumulate_dq<1>(dsb + (g * T + i) * kLanes, kr + j0 * Dp, Dp, dq + (g * T + i) * Dp);
     }
@@ -317,7 +374,7 @@ void backward_item(const Dims& dm, const float* qkv, const float* cos, const flo
 void attention_backward(const Dims& dm, const float* qkv, const float* cos, const float* sin, const float* out,
                         const float* lse, const float* dout, float* dqkv) {
   const int64_t T = dm.seq, Tp = dm.padded_seq(), D = dm.head_dim, Dp = dm.padded_dim(), G = dm.group();
-  const int64_t arena_size = Arena::size({Tp * Dp, G * T * D, G * T * D, G * T, G * T, G * T * Dp,
+  const int64_t arena_size = Arena::size({Tp * Dp, Tp * D, G * T * D, G * T * D, G * T, G * T, G * T * Dp,
                                           G * T * kLanes, D * kLanes, D * kLanes, D * kLanes, D * kLanes, D});
   at::parallel_for(0, dm.batch * dm.kv_heads, 1, [&](int64_t begin, int64_t end) {
     Arena arena(arena_size);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Fixed-width float vectors (GCC/Clang vector extensions) and a vectorisable exp for the
-// fused CPU kernels. glibc's expf only vectorises under -ffast-math, which these files avoid.
+// Fixed-width float vectors (GCC/Clang vector extensions) with a vectorisable exp and log for
+// the fused CPU kernels: glibc's expf only vectorises under -ffast-math, which they avoid.
 #pragma once
 
 #include <cstdint>
@@ -8,8 +8,9 @@
 #include <limits>
 #include <new>
 
-// Vectors are passed by value between inline helpers; the ABI note GCC prints for that
-// without AVX-512 (HNAS_NATIVE=OFF) does not apply to inline code.
+// Vectors are returned by value from inline helpers; GCC's -Wpsabi remark about that ABI
+// without AVX-512 (HNAS_NATIVE=OFF) does not concern code that is inlined. Left on for the
+// rest of the file that includes this module-private header, whose helpers return vectors.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace hnas::model::detail {
@@ -27,25 +28,25 @@ inline Vec load(const float* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+inline void store(float* p, const Vec& v) { std::memcpy(p, &v, sizeof v); }
 inline Vec8 load8(const float* p) {
   Vec8 v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store8(float* p, Vec8 v) { std::memcpy(p, &v, sizeof v); }
+inline void store8(float* p, const Vec8& v) { std::memcpy(p, &v, sizeof v); }
 /// The first n (< kLanes) floats of p, the rest zero; for loop tails.
 inline Vec load_partial(const float* p, int64_t n) {
   Vec v = {};
   std::memcpy(&v, p, static_cast<size_t>(n) * sizeof(float));
   return v;
 }
-inline void store_partial(float* p, Vec v, int64_t n) {
+inline void store_partial(float* p, const Vec& v, int64_t n) {
   std::memcpy(p, &v, static_cast<size_t>(n) * sizeof(float));
 }
 inline Vec splat(float x) { return Vec{} + x; }
-inline Vec vmax(Vec a, Vec b) { return a > b ? a : b; }
-inline float hsum(Vec v) {
+inline Vec vmax(const Vec& a, const Vec& b) { return a > b ? a : b; }
+inline float hsum(const Vec& v) {
   float s = 0.0f;
   for (int i = 0; i < kLanes; ++i) s += v[i];
   return s;
@@ -61,7 +62,7 @@ inline IVec lane_index() {
 /// for masked scores and avoids denormals), +inf above, NaN stays NaN. Cody-Waite
 /// reduction x = n ln2 + r with a split ln2 whose high part makes n*hi exact even without
 /// FMA, then a degree-7 polynomial for exp(r) on |r| <= ln2/2 and 2^n built in the exponent.
-inline Vec exp(Vec x) {
+inline Vec exp(const Vec& x) {
   const Vec lo = splat(-87.3f), hi = splat(88.3f);
   Vec xc = x < lo ? lo : x;
   xc = xc > hi ? hi : xc;
@@ -82,6 +83,35 @@ inline Vec exp(Vec x) {
   y = x < lo ? splat(0.0f) : y;
   y = x > hi ? splat(std::numeric_limits<float>::infinity()) : y;
   return y;
+}
+
+/// Natural log for positive normal x to within ~2 ulp; NaN stays NaN. x = 2^e m with m in
+/// [sqrt(1/2), sqrt(2)), and log m = 2 atanh(t), t = (m - 1) / (m + 1), |t| <= 0.172, as an
+/// odd series in t.
+inline Vec log(const Vec& x) {
+  const IVec bits = __builtin_bit_cast(IVec, x);
+  IVec e = ((bits >> 23) & 0xff) - 127;
+  Vec m = __builtin_bit_cast(Vec, (bits & 0x7fffff) | 0x3f800000);  // [1, 2)
+  const IVec big = m > 1.41421356f;
+  m = big ? m * 0.5f : m;
+  e = big ? e + 1 : e;
+  const Vec t = (m - 1.0f) / (m + 1.0f);
+  const Vec t2 = t * t;
+  Vec p = splat(1.0f / 11.0f);
+  p = p * t2 + 1.0f / 9.0f;
+  p = p * t2 + 1.0f / 7.0f;
+  p = p * t2 + 1.0f / 5.0f;
+  p = p * t2 + 1.0f / 3.0f;
+  p = p * t2 + 1.0f;
+  const Vec ef = __builtin_convertvector(e, Vec);
+  const Vec y = ef * 0.693359375f + (2.0f * t * p + ef * -2.12194440e-4f);
+  return x != x ? x : y;
+}
+
+/// Requests the cache lines of p[0, n) ahead of use. Rows of qkv lie a page apart at the
+/// larger widths, where the hardware prefetchers stop following them.
+inline void prefetch(const float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 64 / static_cast<int64_t>(sizeof(float))) __builtin_prefetch(p + i);
 }
 
 inline int64_t round_up(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }

@@ -17,7 +17,7 @@ namespace {
 using detail::kLanes;
 using detail::Vec;
 
-inline Vec sigmoid(Vec g) { return 1.0f / (1.0f + detail::exp(-g)); }
+inline Vec sigmoid(const Vec& g) { return 1.0f / (1.0f + detail::exp(-g)); }
 
 void swiglu_forward(const float* gate_up, int64_t rows, int64_t hidden, float* out) {
   const int64_t grain = std::max<int64_t>(1, 16384 / hidden);
@@ -41,7 +41,7 @@ void swiglu_forward(const float* gate_up, int64_t rows, int64_t hidden, float* o
 }
 
 // d gate = dy * up * s * (1 + g * (1 - s)) with s = sigmoid(g); d up = dy * g * s.
-inline void swiglu_backward_chunk(Vec g, Vec u, Vec dy, Vec& dg, Vec& du) {
+inline void swiglu_backward_chunk(const Vec& g, const Vec& u, const Vec& dy, Vec& dg, Vec& du) {
   const Vec s = sigmoid(g);
   dg = dy * u * s * (1.0f + g * (1.0f - s));
   du = dy * g * s;
