@@ -17,6 +17,18 @@ void set_compute_threads(int threads) {
     set_openblas(threads);
 }
 
+std::string better_openblas_core() {
+  using CoreName = char* (*)();
+  auto core_name = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (core_name == nullptr || std::string(core_name()) != "Prescott") return "";
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  return "";
+}
+
 double measure_cpu_sgemm_flops(int n, int repeats) {
   torch::NoGradGuard no_grad;
   auto a = torch::randn({n, n});

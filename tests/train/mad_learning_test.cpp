@@ -16,7 +16,7 @@ train::MadEvaluationOptions small_recall() {
   o.seq_len = 32;
   o.num_train = 4096;
   o.num_test = 256;
-  o.epochs = 12;
+  o.epochs = 20;
   o.batch_size = 64;
   o.learning_rates = {3e-3};
   o.weight_decays = {0.0};

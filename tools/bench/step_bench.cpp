@@ -68,6 +68,7 @@ struct Options {
   bool reference = true;
   bool breakdown = false;
   bool profile_ops = false;
+  bool caching_allocator = false;
   ZeroGrad zero_grad = ZeroGrad::SetToNone;
 };
 
@@ -83,7 +84,8 @@ void usage(const char* argv0) {
       "  --no-reference     skip the C++ model with Kernels::Reference\n"
       "  --zero-grad M      none (set gradients to undefined, default) | memset (Optimizer::zero_grad)\n"
       "  --breakdown        time each sublayer piece (attention, MLP, norms, head) forward/backward\n"
-      "  --profile-ops      per-op self time of one step under the LibTorch profiler\n",
+      "  --profile-ops      per-op self time of one step under the LibTorch profiler\n"
+      "  --caching-allocator  C++ only: cache freed CPU blocks per size (no page faults per step)\n",
       argv0);
 }
 
@@ -107,6 +109,7 @@ Options parse_options(int argc, char** argv) {
     else if (arg == "--no-reference") o.reference = false;
     else if (arg == "--breakdown") o.breakdown = true;
     else if (arg == "--profile-ops") o.profile_ops = true;
+    else if (arg == "--caching-allocator") o.caching_allocator = true;
     else if (arg == "--zero-grad") {
       const std::string mode = value();
       if (mode != "none" && mode != "memset") {
@@ -177,6 +180,12 @@ class ForeignLoad {
   double own_;
 };
 
+long minor_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -186,8 +195,10 @@ double median(std::vector<double> v) {
 struct ImplResult {
   std::string name;
   double seconds = 0;  // median step time; 0 if it did not run
+  double best = 0;     // fastest step
   PhaseTimes phases;   // per-phase medians (C++ only)
   double loss0 = 0;
+  double faults_per_step = 0;  // minor page faults: first touches of freshly mapped memory
   bool has_phases = false;
 };
 
@@ -199,7 +210,9 @@ ImplResult time_cpp(const BenchShape& shape, model::Kernels kernels, const Optio
   r.loss0 = runner.last_loss();
   for (int i = 1; i < o.warmup; ++i) runner.step();
   std::vector<PhaseTimes> times;
+  const long faults_before = minor_faults();
   for (int i = 0; i < steps; ++i) times.push_back(runner.step());
+  r.faults_per_step = static_cast<double>(minor_faults() - faults_before) / steps;
   auto med = [&](double PhaseTimes::*field) {
     std::vector<double> v;
     for (const auto& t : times) v.push_back(t.*field);
@@ -208,6 +221,7 @@ ImplResult time_cpp(const BenchShape& shape, model::Kernels kernels, const Optio
   std::vector<double> totals;
   for (const auto& t : times) totals.push_back(t.total());
   r.seconds = median(totals);
+  r.best = *std::min_element(totals.begin(), totals.end());
   r.phases = {med(&PhaseTimes::zero_grad), med(&PhaseTimes::forward), med(&PhaseTimes::loss),
               med(&PhaseTimes::backward),  med(&PhaseTimes::clip),    med(&PhaseTimes::optimizer)};
   r.has_phases = true;
@@ -247,6 +261,7 @@ ImplResult time_python(const BenchShape& shape, const Options& o, int steps, int
       if (eq == std::string::npos) continue;
       const std::string key = field.substr(0, eq), value = field.substr(eq + 1);
       if (key == "ms_per_step") r.seconds = 1e-3 * std::stod(value);
+      if (key == "min_ms") r.best = 1e-3 * std::stod(value);
       if (key == "loss0") r.loss0 = std::stod(value);
     }
   }
@@ -266,8 +281,8 @@ void print_table(const BenchShape& b, const std::vector<ImplResult>& results, do
   double python_s = 0;
   for (const auto& r : results)
     if (r.name == "python eager") python_s = r.seconds;
-  std::printf("%-14s %10s %10s %9s %7s %10s %8s\n", "impl", "ms/step", "tokens/s", "GFLOP/s", "%sgemm", "vs python",
-              "loss0");
+  std::printf("%-14s %10s %9s %10s %9s %7s %10s %8s\n", "impl", "ms/step", "best ms", "tokens/s", "GFLOP/s", "%sgemm",
+              "vs python", "loss0");
   for (const auto& r : results) {
     if (r.seconds <= 0) {
       std::printf("%-14s %10s\n", r.name.c_str(), "failed");
@@ -276,15 +291,16 @@ void print_table(const BenchShape& b, const std::vector<ImplResult>& results, do
     const double flops = step_flops / r.seconds;
     char ratio[32] = "-";
     if (python_s > 0) std::snprintf(ratio, sizeof(ratio), "%.2fx", python_s / r.seconds);
-    std::printf("%-14s %10.1f %10.0f %9.1f %6.1f%% %10s %8.4f\n", r.name.c_str(), 1e3 * r.seconds,
+    std::printf("%-14s %10.1f %9.1f %10.0f %9.1f %6.1f%% %10s %8.4f\n", r.name.c_str(), 1e3 * r.seconds, 1e3 * r.best,
                 static_cast<double>(b.tokens()) / r.seconds, 1e-9 * flops, 100.0 * flops / peak_flops, ratio, r.loss0);
   }
   for (const auto& r : results) {
     if (!r.has_phases) continue;
     const auto& p = r.phases;
-    std::printf("   %-13s phases (ms): zero_grad %.1f | forward %.1f | loss %.1f | backward %.1f | clip %.1f | adamw %.1f\n",
+    std::printf("   %-13s phases (ms): zero_grad %.1f | forward %.1f | loss %.1f | backward %.1f | clip %.1f | adamw %.1f"
+                " | %.0f page faults/step\n",
                 r.name.c_str(), 1e3 * p.zero_grad, 1e3 * p.forward, 1e3 * p.loss, 1e3 * p.backward, 1e3 * p.clip,
-                1e3 * p.optimizer);
+                1e3 * p.optimizer, r.faults_per_step);
   }
   std::fflush(stdout);
 }
@@ -371,14 +387,16 @@ PhaseTimes StepRunner::step() {
 int main(int argc, char** argv) {
   using namespace hnas;
   const bench::Options o = bench::parse_options(argc, argv);
+  if (o.caching_allocator) bench::install_caching_cpu_allocator();
   at::set_num_threads(o.threads);
   bench::set_blas_threads(o.threads);
   const std::string core = bench::blas_core();
   bench::ForeignLoad load;
 
-  const double peak = train::measure_cpu_sgemm_flops(/*n=*/2048, /*repeats=*/5);
-  std::printf("step_bench: %d threads, OpenBLAS core %s, sgemm peak %.1f GFLOP/s (n=2048, best of 5)\n", o.threads,
+  const double peak = train::measure_cpu_sgemm_flops(/*n=*/2048, /*repeats=*/10);
+  std::printf("step_bench: %d threads, OpenBLAS core %s, sgemm peak %.1f GFLOP/s (n=2048, best of 10)\n", o.threads,
               core.c_str(), 1e-9 * peak);
+  if (o.caching_allocator) std::printf("   C++ runs use the caching CPU allocator (--caching-allocator)\n");
   if (core == "Prescott")
     std::printf("   note: OpenBLAS did not recognise this CPU and runs its SSE3 kernels; "
                 "OPENBLAS_CORETYPE=SkylakeX (AVX-512) is ~2.5x faster\n");

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Shared by the step benchmark's two files: the benchmark shapes, the timed training step
-// (the trainer's step without its bookkeeping) and the profiling reports of step_profile.cpp.
+// Shared by the step benchmark's files: the benchmark shapes, the timed training step
+// (the trainer's step without its bookkeeping) and the profiling reports of step_profile.cpp and the allocator of caching_allocator.cpp.
 #pragma once
 
 #include <torch/torch.h>
@@ -71,6 +71,10 @@ class StepRunner {
 /// step's forward + backward time divides between attention, MLP, norms and head.
 void print_component_breakdown(const BenchShape& shape, model::Kernels kernels, int repeats,
                                double measured_forward_backward_s);
+
+/// Replaces LibTorch's CPU allocator by one that caches freed blocks per size (for the
+/// rest of the process), so that a step stops page-faulting its activations in anew.
+void install_caching_cpu_allocator();
 
 /// Runs `steps` steps under the LibTorch profiler and prints the self time of each op
 /// (grouped by step phase, name and input shapes) and a roll-up per phase and op.

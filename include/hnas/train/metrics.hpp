@@ -9,9 +9,12 @@
 
 #include <cstdint>
 
+#include "hnas/data/mad.hpp"
+
 namespace hnas::train {
 
-constexpr int64_t kIgnoreIndex = -100;
+/// Targets equal to this are not scored (the data module's convention).
+constexpr int64_t kIgnoreIndex = data::kIgnoreIndex;
 
 /// Sums over one batch, to be merged across batches (and later across ranks).
 struct BatchMetrics {

@@ -3,12 +3,21 @@
 // MFU (the FLOP/s this process reaches on a large float32 matrix product, measured).
 #pragma once
 
+#include <string>
+
 namespace hnas::train {
 
 /// Sets the intra-op thread count of LibTorch and of the BLAS behind it. OpenBLAS keeps
 /// its own pool, which at::set_num_threads does not size; left alone it runs one thread
 /// per core inside every LibTorch worker. Rank-local; call before any tensor work.
 void set_compute_threads(int threads);
+
+/// OpenBLAS chooses its kernels by CPU model when it loads. On virtual machines whose CPU
+/// model it does not know it falls back to generic "Prescott" kernels, about 4x slower
+/// than its AVX-512 ones. Returns the core type to request through OPENBLAS_CORETYPE
+/// ("SkylakeX" or "Haswell") when that happened on a CPU with AVX-512 or AVX2, else "".
+/// The variable only takes effect in a new process (see main).
+std::string better_openblas_core();
 
 /// Measures float32 GEMM FLOP/s on the CPU with the current intra-op thread count
 /// (square products of size n, best of `repeats` after a warm-up). Rank-local; ~0.1-1 s.
