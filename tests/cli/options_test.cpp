@@ -1,12 +1,11 @@
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "support/test_support.hpp"
 #include "hnas/cli/options.hpp"
 #include "hnas/core/error.hpp"
 
@@ -30,13 +29,10 @@ std::string error_of(std::vector<std::string> args) {
   return "";
 }
 
-std::string write_ini(const std::string& text) {
-  char name[] = "/tmp/hnas_cli_XXXXXX";
-  const int fd = mkstemp(name);
-  EXPECT_GE(fd, 0);
-  close(fd);
-  std::ofstream(name) << text;
-  return name;
+std::string write_ini(const hnas::testing::TempDir& dir, const std::string& text) {
+  const std::string path = dir.file("config.ini");
+  std::ofstream(path) << text;
+  return path;
 }
 
 TEST(Options, evaluate_defaults_follow_mad) {
@@ -54,7 +50,8 @@ TEST(Options, evaluate_defaults_follow_mad) {
 }
 
 TEST(Options, command_line_overrides_the_ini_file) {
-  const auto path = write_ini("arch = MMMM\ntask = compression, memorization\n[model]\nd_model = 64\nheads = 4\nkv_heads = 2\n"
+  hnas::testing::TempDir dir;
+  const auto path = write_ini(dir, "arch = MMMM\ntask = compression, memorization\n[model]\nd_model = 64\nheads = 4\nkv_heads = 2\n"
                               "[mad]\nepochs = 3\nlearning_rates = 1e-4, 1e-3\n");
   const auto inv = parse({"evaluate", "--config", path, "--model.d_model=32", "--arch", "AM"});
   const auto& o = inv.evaluate;
@@ -65,14 +62,13 @@ TEST(Options, command_line_overrides_the_ini_file) {
   EXPECT_EQ(o.mad.learning_rates, (std::vector<double>{1e-4, 1e-3}));
   ASSERT_EQ(o.mad.tasks.size(), 2u);
   EXPECT_EQ(o.mad.tasks[1], hnas::data::MadTask::Memorization);
-  std::remove(path.c_str());
 }
 
 TEST(Options, unknown_keys_are_rejected_with_the_key_named) {
   EXPECT_NE(error_of({"evaluate", "--arch", "AM", "--model.dmodel=3"}).find("model.dmodel"), std::string::npos);
-  const auto path = write_ini("[train]\nlrr = 3\n");
+  hnas::testing::TempDir dir;
+  const auto path = write_ini(dir, "[train]\nlrr = 3\n");
   EXPECT_NE(error_of({"evaluate", "--arch", "AM", "--config", path}).find("train.lrr"), std::string::npos);
-  std::remove(path.c_str());
 }
 
 TEST(Options, out_of_range_values_name_their_key_and_all_are_reported) {

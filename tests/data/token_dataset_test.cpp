@@ -11,12 +11,16 @@
 #include <string>
 #include <vector>
 
+#include "support/test_support.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/data/token_dataset.hpp"
 #include "hnas/data/token_shard.hpp"
 #include "hnas/io/h5.hpp"
 
 namespace {
+
+using hnas::testing::message_of;
+using hnas::testing::TempDir;
 
 using hnas::data::Batch;
 using hnas::data::SamplerOptions;
@@ -27,38 +31,6 @@ using hnas::data::Window;
 using hnas::data::WindowSampler;
 
 constexpr int64_t kVocab = 257;
-
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/hnas_token_test_XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    if (made == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-template <typename ErrorType, typename Body>
-std::string message_of(Body&& body) {
-  try {
-    body();
-  } catch (const ErrorType& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected an exception";
-  return "";
-}
 
 // Fails the test unless `message` contains every fragment.
 void expect_mentions(const std::string& message, const std::vector<std::string>& fragments) {

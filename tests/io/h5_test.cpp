@@ -12,43 +12,16 @@
 #include <string>
 #include <vector>
 
+#include "support/test_support.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/io/h5.hpp"
 
 namespace {
 
+using hnas::testing::message_of;
+using hnas::testing::TempDir;
+
 namespace io = hnas::io;
-
-// A fresh directory under /tmp, removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/hnas_h5_test_XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    if (made == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-// Runs `body`, which must throw ErrorType, and returns the message.
-template <typename ErrorType, typename Body>
-std::string message_of(Body&& body) {
-  try {
-    body();
-  } catch (const ErrorType& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return "";
-}
 
 bool contains(const std::string& text, const std::string& fragment) {
   return text.find(fragment) != std::string::npos;
