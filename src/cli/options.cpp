@@ -68,7 +68,7 @@ class OptionTable {
 
 // Raw values as the user wrote them; converted and validated into EvaluateOptions.
 struct RawEvaluate {
-  std::string config, arch, task = "in-context-recall", data, kernels = "fused", init = "mad", schedule = "cosine";
+  std::string config, arch, task = "in-context-recall", data, kernels = "fused", init = "auto", schedule = "cosine";
   std::string mad_settings = "baseline", learning_rates = "5e-4", weight_decays = "0", valid;
   bool dry_run = false;
 };
@@ -159,7 +159,7 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   table.add("model.attention_bias", &o.shape.attention_bias, "biases on the QKV and output projections");
   table.add("model.head_bias", &o.shape.head_bias, "bias on the untied LM head");
   table.add("model.tie_embeddings", &o.shape.tie_embeddings, "LM head shares the token embedding");
-  table.add("model.init", &raw.init, "initialisation: mad (PyTorch Linear default) or llama (all N(0, 0.02))");
+  table.add("model.init", &raw.init, "initialisation: llama (all weights N(0, 0.02)), mad (MAD-lab: Linear weights PyTorch default) or auto (mad for MAD tasks, llama for tokens)");
   table.add("model.kernels", &raw.kernels, "fused (hand-written CPU kernels) or reference (plain LibTorch ops)");
 
   table.add("train.schedule", &raw.schedule, "learning-rate schedule: cosine, wsd or constant");
@@ -248,9 +248,10 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   if (raw.kernels == "fused") o.kernels = model::Kernels::Fused;
   else if (raw.kernels == "reference") o.kernels = model::Kernels::Reference;
   else problems.push_back("model.kernels must be fused or reference, got \"" + raw.kernels + "\"");
-  if (raw.init == "mad") o.init = model::InitScheme::Mad;
-  else if (raw.init == "llama") o.init = model::InitScheme::Llama;
-  else problems.push_back("model.init must be mad or llama, got \"" + raw.init + "\"");
+  const bool on_tokens = !raw.data.empty();
+  if (raw.init == "mad" || (raw.init == "auto" && !on_tokens)) o.init = model::InitScheme::Mad;
+  else if (raw.init == "llama" || raw.init == "auto") o.init = model::InitScheme::Llama;
+  else problems.push_back("model.init must be auto, llama or mad, got \"" + raw.init + "\"");
   try {
     o.mad.trainer.schedule.kind = train::parse_schedule(raw.schedule, "train.schedule");
   } catch (const ConfigError& e) {
@@ -270,7 +271,7 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   check(t.max_seconds >= 0, "train.max_seconds must be >= 0");
   check(o.threads >= 0, "run.threads must be >= 0");
 
-  o.on_tokens = !raw.data.empty();
+  o.on_tokens = on_tokens;
   if (o.on_tokens) {
     o.tokens.train_paths = split_list(raw.data);
     o.tokens.valid_paths = split_list(raw.valid);

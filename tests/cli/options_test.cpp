@@ -95,6 +95,10 @@ TEST(Options, data_switches_to_token_evaluation) {
   EXPECT_TRUE(inv.evaluate.on_tokens);
   EXPECT_EQ(inv.evaluate.tokens.train_paths, (std::vector<std::string>{"a.bin", "b.bin"}));
   EXPECT_EQ(inv.evaluate.tokens.steps, 7);
+  EXPECT_EQ(inv.evaluate.tokens.init, hnas::model::InitScheme::Llama);  // init = auto
+  EXPECT_EQ(parse({"evaluate", "--arch", "AM"}).evaluate.mad.init, hnas::model::InitScheme::Mad);
+  EXPECT_EQ(parse({"evaluate", "--arch", "AM", "--model.init=llama"}).evaluate.mad.init,
+            hnas::model::InitScheme::Llama);
 }
 
 TEST(Options, help_and_version) {
