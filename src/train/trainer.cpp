@@ -6,6 +6,7 @@
 
 #include "hnas/core/check.hpp"
 #include "hnas/core/log.hpp"
+#include "hnas/train/fused_adamw.hpp"
 #include "hnas/train/metrics.hpp"
 
 namespace hnas::train {
@@ -36,27 +37,65 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Two groups: matrices (and embeddings) decay, norm gains and biases do not.
-torch::optim::AdamW make_optimizer(model::HybridModel& model, const TrainerOptions& o) {
-  std::vector<torch::Tensor> decay, no_decay;
-  for (auto& p : model->parameters()) (p.dim() >= 2 || o.decay_norms_and_biases ? decay : no_decay).push_back(p);
-  auto defaults = torch::optim::AdamWOptions(o.schedule.peak_lr)
-                      .betas({o.beta1, o.beta2})
-                      .eps(o.adam_eps)
-                      .weight_decay(o.weight_decay);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(defaults));
-  if (!no_decay.empty()) {
-    auto exempt = defaults;
-    exempt.weight_decay(0.0);
-    groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(exempt));
+// AdamW over two groups: matrices (and embeddings) decay, norm gains and biases do not.
+// CPU float32 models use FusedAdamW (one pass, clipping folded in); anything else, e.g.
+// CUDA tensors, LibTorch's AdamW after clip_grad_norm_.
+class Optimizer {
+ public:
+  Optimizer(model::HybridModel& model, const TrainerOptions& o) {
+    std::vector<torch::Tensor> decay, no_decay;
+    bool fusable = true;
+    for (auto& p : model->parameters()) {
+      (p.dim() >= 2 || o.decay_norms_and_biases ? decay : no_decay).push_back(p);
+      fusable &= p.device().is_cpu() && p.scalar_type() == torch::kFloat32 && p.is_contiguous();
+    }
+    if (fusable) {
+      fused_ = std::make_unique<FusedAdamW>(
+          std::vector<FusedAdamWGroup>{{decay, o.weight_decay}, {no_decay, 0.0}},
+          FusedAdamWOptions{o.schedule.peak_lr, o.beta1, o.beta2, o.adam_eps});
+      return;
+    }
+    parameters_ = model->parameters();
+    auto defaults = torch::optim::AdamWOptions(o.schedule.peak_lr)
+                        .betas({o.beta1, o.beta2})
+                        .eps(o.adam_eps)
+                        .weight_decay(o.weight_decay);
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(defaults));
+    if (!no_decay.empty()) {
+      auto exempt = defaults;
+      exempt.weight_decay(0.0);
+      groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(exempt));
+    }
+    generic_ = std::make_unique<torch::optim::AdamW>(std::move(groups), defaults);
   }
-  return torch::optim::AdamW(std::move(groups), defaults);
-}
 
-void set_learning_rate(torch::optim::AdamW& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-}
+  void set_lr(double lr) {
+    if (fused_) return fused_->set_lr(lr);
+    for (auto& group : generic_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  }
+
+  /// Drops the gradients, so that backward writes fresh ones instead of adding to zeros.
+  void zero_grad() {
+    if (fused_) return fused_->zero_grad();
+    for (auto& p : parameters_) p.mutable_grad() = torch::Tensor();
+  }
+
+  /// Clips to max_norm (<= 0: no clipping) and steps; returns the norm before clipping.
+  /// A non-finite norm leaves the parameters unchanged.
+  double clip_and_step(double max_norm) {
+    if (fused_) return fused_->clip_and_step(max_norm);
+    const double norm = torch::nn::utils::clip_grad_norm_(
+        parameters_, max_norm > 0 ? max_norm : std::numeric_limits<double>::infinity());
+    if (std::isfinite(norm)) generic_->step();
+    return norm;
+  }
+
+ private:
+  std::unique_ptr<FusedAdamW> fused_;
+  std::unique_ptr<torch::optim::AdamW> generic_;
+  std::vector<torch::Tensor> parameters_;
+};
 
 bool is_out_of_memory(const std::exception& e) {
   const std::string what = e.what();
@@ -86,8 +125,7 @@ TrainResult train_model(model::HybridModel& model, BatchSource& data, const Eval
   HNAS_ASSERT(o.micro_batches >= 1, "micro_batches must be >= 1");
   TrainResult result;
   const auto start = Clock::now();
-  auto optimizer = make_optimizer(model, o);
-  auto parameters = model->parameters();
+  Optimizer optimizer(model, o);
   StepTimer timer;
 
   auto run_evaluation = [&](int64_t step) {
@@ -116,7 +154,7 @@ TrainResult train_model(model::HybridModel& model, BatchSource& data, const Eval
       }
       const auto step_start = Clock::now();
       const double lr = o.schedule.at(step);
-      set_learning_rate(optimizer, lr);
+      optimizer.set_lr(lr);
       optimizer.zero_grad();
 
       Batch batch = data.next();
@@ -130,16 +168,15 @@ TrainResult train_model(model::HybridModel& model, BatchSource& data, const Eval
         loss.backward();
         loss_sum += loss.item<double>();
       }
-      const double max_norm = o.grad_clip > 0 ? o.grad_clip : std::numeric_limits<double>::infinity();
-      const double grad_norm = torch::nn::utils::clip_grad_norm_(parameters, max_norm);
       result.tokens += batch.inputs.numel();
+      // A non-finite loss or gradient ends the run before the update: a diverged candidate.
+      const double grad_norm = std::isfinite(loss_sum) ? optimizer.clip_and_step(o.grad_clip) : NAN;
       result.curve.push_back({step, loss_sum, lr, grad_norm});
-      if (!std::isfinite(loss_sum) || !std::isfinite(grad_norm)) {
+      if (!std::isfinite(grad_norm)) {
         result.status = RunStatus::Diverged;
         result.steps = step;
         break;
       }
-      optimizer.step();
       result.steps = step + 1;
       timer.add(seconds_since(step_start));
 

@@ -12,6 +12,7 @@
 #include "hnas/arch/genome.hpp"
 #include "hnas/arch/model_shape.hpp"
 #include "hnas/model/hybrid_model.hpp"
+#include "hnas/train/fused_adamw.hpp"
 
 namespace hnas::bench {
 
@@ -45,19 +46,27 @@ enum class ZeroGrad {
   Memset,     ///< torch::optim::Optimizer::zero_grad() of LibTorch 1.13 (what the trainer does)
 };
 
+/// Which AdamW implementation a step uses.
+enum class Optimizer {
+  Torch,  ///< torch::optim::AdamW + torch::nn::utils::clip_grad_norm_ (what the trainer does)
+  Fused,  ///< train::FusedAdamW: norm pass + one update pass with the clipping folded in
+};
+
 /// A model, its AdamW (weight decay on matrices only) and pre-allocated random batches.
 /// Each step is what train_model does: forward, summed cross-entropy / tokens, backward,
-/// clip_grad_norm_ to 1.0, AdamW.
+/// clip the gradient norm to 1.0, AdamW.
 class StepRunner {
  public:
-  StepRunner(const BenchShape& shape, model::Kernels kernels, ZeroGrad zero_grad, uint64_t seed);
+  StepRunner(const BenchShape& shape, model::Kernels kernels, Optimizer optimizer, ZeroGrad zero_grad,
+             uint64_t seed);
   PhaseTimes step();
   int64_t num_parameters() const { return model_->num_parameters(); }
   double last_loss() const { return last_loss_; }
 
  private:
   model::HybridModel model_{nullptr};
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;    // Optimizer::Torch
+  std::unique_ptr<train::FusedAdamW> fused_optimizer_;  // Optimizer::Fused
   std::vector<torch::Tensor> parameters_;
   std::vector<std::pair<torch::Tensor, torch::Tensor>> batches_;
   ZeroGrad zero_grad_;

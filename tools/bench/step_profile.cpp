@@ -11,6 +11,8 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "hnas/model/ops.hpp"

@@ -184,7 +184,8 @@ def main():
     sec = statistics.median(times)
     print(f"python {args.shape} params={num_params} threads={args.threads} blas={blas_core} "
           f"steps={args.steps} ms_per_step={1e3 * sec:.3f} min_ms={1e3 * min(times):.3f} "
-          f"tokens_per_s={tokens_per_step / sec:.1f} loss0={loss0:.4f}", flush=True)
+          f"tokens_per_s={tokens_per_step / sec:.1f} loss0={loss0:.4f} "
+          f"times_ms={','.join(f'{1e3 * t:.3f}' for t in times)}", flush=True)
 
 
 if __name__ == "__main__":
