@@ -1,10 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // hnas: the entry point. Parses the command, runs it, and is the one place that decides
 // how the process ends (exit codes in hnas/core/error.hpp).
-#include <unistd.h>
-
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 
 #include "hnas/cli/options.hpp"
@@ -16,13 +13,9 @@
 
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // batch logs: line by line, even when redirected
-  // OpenBLAS reads OPENBLAS_CORETYPE only when it loads, so a process that got the slow
-  // generic kernels restarts itself once with the right core type (same pid, same argv).
-  const std::string core = hnas::train::better_openblas_core();
-  if (!core.empty() && std::getenv("OPENBLAS_CORETYPE") == nullptr) {
-    setenv("OPENBLAS_CORETYPE", core.c_str(), /*overwrite=*/0);
-    execv("/proc/self/exe", argv);  // returns only on failure: carry on with the slow kernels
-  }
+  // OpenBLAS and OpenMP read their settings only when they load: a process that would
+  // get slow kernels or fighting thread pools restarts itself once with the right ones.
+  hnas::train::restart_with_launch_environment(argv);
   try {
     const auto invocation = hnas::cli::parse_command_line(argc, argv);
     switch (invocation.command) {

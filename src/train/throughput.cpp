@@ -2,10 +2,12 @@
 #include "hnas/train/throughput.hpp"
 
 #include <dlfcn.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 
 namespace hnas::train {
 
@@ -27,6 +29,24 @@ std::string better_openblas_core() {
     return "SkylakeX";
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
   return "";
+}
+
+std::vector<std::pair<std::string, std::string>> launch_environment() {
+  std::vector<std::pair<std::string, std::string>> missing;
+  const std::string core = better_openblas_core();
+  if (!core.empty() && std::getenv("OPENBLAS_CORETYPE") == nullptr) missing.emplace_back("OPENBLAS_CORETYPE", core);
+  using GetParallel = int (*)();
+  auto get_parallel = reinterpret_cast<GetParallel>(dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
+  const bool openblas_pthreads = get_parallel != nullptr && get_parallel() == 1;
+  if (openblas_pthreads && std::getenv("OMP_WAIT_POLICY") == nullptr) missing.emplace_back("OMP_WAIT_POLICY", "passive");
+  return missing;
+}
+
+void restart_with_launch_environment(char** argv) {
+  const auto missing = launch_environment();
+  if (missing.empty()) return;
+  for (const auto& [name, value] : missing) setenv(name.c_str(), value.c_str(), /*overwrite=*/0);
+  execv("/proc/self/exe", argv);
 }
 
 double measure_cpu_sgemm_flops(int n, int repeats) {

@@ -69,7 +69,7 @@ struct Options {
   bool profile_ops = false;
   bool caching_allocator = false;
   bool fused_adamw = true;
-  bool keep_blas_core = false;
+  bool keep_environment = false;
   ZeroGrad zero_grad = ZeroGrad::SetToNone;
 };
 
@@ -82,7 +82,7 @@ void usage(const char* argv0) {
       "  --rounds N         split the timed steps into N rounds that alternate the implementations (default 3)\n"
       "  --shape S          search | large | all (default all)\n"
       "  --python PATH      interpreter with torch (default /usr/bin/python3)\n"
-      "  --keep-blas-core   do not restart with OPENBLAS_CORETYPE when OpenBLAS chose its generic kernels\n"
+      "  --keep-environment do not restart with OPENBLAS_CORETYPE / OMP_WAIT_POLICY as hnas does\n"
       "  --no-python        skip the PyTorch reference\n"
       "  --no-reference     skip the C++ model with Kernels::Reference\n"
       "  --no-fused-adamw   skip the C++ fused model with train::FusedAdamW\n"
@@ -113,7 +113,7 @@ Options parse_options(int argc, char** argv) {
     else if (arg == "--no-python") o.run_python = false;
     else if (arg == "--no-reference") o.reference = false;
     else if (arg == "--no-fused-adamw") o.fused_adamw = false;
-    else if (arg == "--keep-blas-core") o.keep_blas_core = true;
+    else if (arg == "--keep-environment") o.keep_environment = true;
     else if (arg == "--breakdown") o.breakdown = true;
     else if (arg == "--profile-ops") o.profile_ops = true;
     else if (arg == "--caching-allocator") o.caching_allocator = true;
@@ -472,16 +472,10 @@ PhaseTimes StepRunner::step() {
 int main(int argc, char** argv) {
   using namespace hnas;
   const bench::Options o = bench::parse_options(argc, argv);
-  // As main() of hnas: OpenBLAS reads OPENBLAS_CORETYPE only when it loads, so a process
-  // that got its generic kernels restarts once with the right core type. The Python
-  // reference inherits the variable, so both sides run the same kernels.
-  if (!o.keep_blas_core) {
-    const std::string better = train::better_openblas_core();
-    if (!better.empty() && std::getenv("OPENBLAS_CORETYPE") == nullptr) {
-      setenv("OPENBLAS_CORETYPE", better.c_str(), /*overwrite=*/0);
-      execv("/proc/self/exe", argv);  // returns only on failure: carry on with the slow kernels
-    }
-  }
+  // As main() of hnas: restart once with the BLAS core type and OpenMP wait policy this
+  // machine wants. The Python reference inherits the environment, so both sides run the
+  // same kernels and thread pools.
+  if (!o.keep_environment) train::restart_with_launch_environment(argv);
   if (o.caching_allocator) bench::install_caching_cpu_allocator();
   train::set_compute_threads(o.threads);
   const std::string core = bench::blas_core();
@@ -500,7 +494,7 @@ int main(int argc, char** argv) {
   std::printf("   environment:%s\n", env.empty() ? " (no threading or BLAS variables set)" : env.c_str());
   if (o.caching_allocator) std::printf("   C++ runs use the caching CPU allocator (--caching-allocator)\n");
   if (core == "Prescott")
-    std::printf("   note: OpenBLAS runs its generic SSE3 kernels (--keep-blas-core, or no better core "
+    std::printf("   note: OpenBLAS runs its generic SSE3 kernels (--keep-environment, or no better core "
                 "type for this CPU); both sides are ~2.5x slower in their matrix products\n");
   std::fflush(stdout);
 
