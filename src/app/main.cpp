@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   // OpenBLAS and OpenMP read their settings only when they load: a process that would
   // get slow kernels or fighting thread pools restarts itself once with the right ones.
   hnas::train::restart_with_launch_environment(argv);
+  hnas::train::keep_freed_memory();
   try {
     const auto invocation = hnas::cli::parse_command_line(argc, argv);
     switch (invocation.command) {

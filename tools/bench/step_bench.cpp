@@ -476,6 +476,7 @@ int main(int argc, char** argv) {
   // machine wants. The Python reference inherits the environment, so both sides run the
   // same kernels and thread pools.
   if (!o.keep_environment) train::restart_with_launch_environment(argv);
+  train::keep_freed_memory();  // as hnas does
   if (o.caching_allocator) bench::install_caching_cpu_allocator();
   train::set_compute_threads(o.threads);
   const std::string core = bench::blas_core();

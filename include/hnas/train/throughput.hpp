@@ -14,6 +14,12 @@ namespace hnas::train {
 /// per core inside every LibTorch worker. Rank-local; call before any tensor work.
 void set_compute_threads(int threads);
 
+/// Makes glibc keep freed memory in the process: a training step frees and reallocates
+/// the same activation sizes every step, and by default glibc returns large blocks to the
+/// kernel and page-faults them in again (thousands of faults per step). Rank-local; call
+/// once at start-up, before the first large allocation.
+void keep_freed_memory();
+
 /// OpenBLAS chooses its kernels by CPU model when it loads. On virtual machines whose CPU
 /// model it does not know it falls back to generic "Prescott" kernels, about 4x slower
 /// than its AVX-512 ones. Returns the core type to request through OPENBLAS_CORETYPE
