@@ -164,8 +164,7 @@ int run(const Options& options) {
   int64_t total = 0;
   for (const std::string& input : options.inputs) {
     struct stat info {};
-    HNAS_CHECK(::stat(input.c_str(), &info) == 0, InputError,
-               "cannot read " << input << ": " << std::strerror(errno));
+    HNAS_CHECK(::stat(input.c_str(), &info) == 0, InputError, "cannot read " << input << ": " << std::strerror(errno));
     HNAS_CHECK(S_ISREG(info.st_mode), InputError, input << " is not a regular file");
     total += 1 + static_cast<int64_t>(info.st_size);
   }
@@ -173,9 +172,8 @@ int run(const Options& options) {
   if (options.val_shards >= 0) {
     const int64_t num_shards = (total + options.shard_tokens - 1) / options.shard_tokens;
     HNAS_CHECK(options.val_shards < num_shards, ConfigError,
-               "the input makes " << num_shards << " shard(s) of at most " << options.shard_tokens
-                                  << " tokens; " << options.val_shards
-                                  << " validation shard(s) would leave none for training");
+               "the input makes " << num_shards << " shard(s) of at most " << options.shard_tokens << " tokens; "
+                                  << options.val_shards << " validation shard(s) would leave none for training");
     num_train = (num_shards - options.val_shards) * options.shard_tokens;
   }
 
@@ -199,9 +197,8 @@ int run(const Options& options) {
   train.flush();
   val.flush();
   std::printf("%lld train tokens in %d shard(s), %lld validation tokens in %d shard(s), vocab_size %lld\n",
-              static_cast<long long>(train.num_tokens()), train.num_shards(),
-              static_cast<long long>(val.num_tokens()), val.num_shards(),
-              static_cast<long long>(kVocabSize));
+              static_cast<long long>(train.num_tokens()), train.num_shards(), static_cast<long long>(val.num_tokens()),
+              val.num_shards(), static_cast<long long>(kVocabSize));
   return hnas::kExitOk;
 }
 

@@ -25,13 +25,12 @@ Genome Genome::parse(std::string_view text) {
   size_t pos = 0;
   while (pos < text.size()) {
     const char c = text[pos];
-    if (std::isdigit(static_cast<unsigned char>(c)))
-      reject(text, pos, "a repeat count must follow a primitive letter");
+    if (std::isdigit(static_cast<unsigned char>(c))) reject(text, pos, "a repeat count must follow a primitive letter");
     if (std::isspace(static_cast<unsigned char>(c))) reject(text, pos, "whitespace is not allowed");
     const PrimitiveInfo* info = find_primitive(c);
     if (info == nullptr) {
-      const bool lower = std::islower(static_cast<unsigned char>(c)) &&
-                         find_primitive(static_cast<char>(std::toupper(c))) != nullptr;
+      const bool lower =
+          std::islower(static_cast<unsigned char>(c)) && find_primitive(static_cast<char>(std::toupper(c))) != nullptr;
       reject(text, pos, lower ? "primitive letters are upper case" : "unknown primitive");
     }
     const size_t letter_pos = pos++;

@@ -29,8 +29,7 @@ void ModelShape::validate() const {
 std::string ModelShape::describe() const {
   return log::format("d_model=%ld heads=%ld/%ldx%ld mlp=%ld vocab=%ld %s%s", static_cast<long>(d_model),
                      static_cast<long>(num_heads), static_cast<long>(num_kv_heads), static_cast<long>(head_dim),
-                     static_cast<long>(mlp_hidden), static_cast<long>(vocab_size),
-                     tie_embeddings ? "tied" : "untied",
+                     static_cast<long>(mlp_hidden), static_cast<long>(vocab_size), tie_embeddings ? "tied" : "untied",
                      backbone == Backbone::AutoEncoder ? " autoencoder" : "");
 }
 

@@ -11,7 +11,7 @@ namespace {
 int64_t attention_parameters(const ModelShape& s) {
   const int64_t qkv_out = (s.num_heads + 2 * s.num_kv_heads) * s.head_dim;
   const int64_t attn_width = s.num_heads * s.head_dim;
-  int64_t n = s.d_model;                      // pre-norm gain
+  int64_t n = s.d_model;  // pre-norm gain
   n += s.d_model * qkv_out + attn_width * s.d_model;
   if (s.attention_bias) n += qkv_out + s.d_model;
   return n;
@@ -34,9 +34,8 @@ double mlp_flops(const ModelShape& s, int64_t /*seq_len*/) {
 }
 
 const std::vector<PrimitiveInfo> kRegistry = {
-    {Primitive::Attention, 'A', "attention",
-     "grouped-query causal self-attention with rotary position embedding", attention_parameters,
-     attention_flops},
+    {Primitive::Attention, 'A', "attention", "grouped-query causal self-attention with rotary position embedding",
+     attention_parameters, attention_flops},
     {Primitive::Mlp, 'M', "mlp", "SwiGLU MLP", mlp_parameters, mlp_flops},
 };
 

@@ -73,8 +73,7 @@ struct RawEvaluate {
   bool dry_run = false;
 };
 
-std::vector<double> parse_numbers(const std::string& key, const std::string& text,
-                                  std::vector<std::string>& problems) {
+std::vector<double> parse_numbers(const std::string& key, const std::string& text, std::vector<std::string>& problems) {
   std::vector<double> out;
   for (const auto& item : split_list(text)) {
     try {
@@ -143,8 +142,10 @@ Invocation parse_command_line(int argc, const char* const* argv) {
 
   OptionTable table("hnas evaluate options");
   table.description().add_options()("help,h", po::bool_switch(&help), "print this help");
-  table.description().add_options()("config", po::value<std::string>(&raw.config), "INI file with any of the keys below");
-  table.description().add_options()("dry-run", po::bool_switch(&raw.dry_run), "validate, print the plan, train nothing");
+  table.description().add_options()("config", po::value<std::string>(&raw.config),
+                                    "INI file with any of the keys below");
+  table.description().add_options()("dry-run", po::bool_switch(&raw.dry_run),
+                                    "validate, print the plan, train nothing");
   table.add("arch", &raw.arch, "architecture: letters (AAMMMM) or run-length (A2M4)");
   table.add("task", &raw.task, "MAD tasks: comma-separated registry names, or 'all'");
   table.add("data", &raw.data, "token shards to train on (.bin, .h5, .h5:/dataset); replaces MAD");
@@ -159,7 +160,9 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   table.add("model.attention_bias", &o.shape.attention_bias, "biases on the QKV and output projections");
   table.add("model.head_bias", &o.shape.head_bias, "bias on the untied LM head");
   table.add("model.tie_embeddings", &o.shape.tie_embeddings, "LM head shares the token embedding");
-  table.add("model.init", &raw.init, "initialisation: llama (all weights N(0, 0.02)), mad (MAD-lab: Linear weights PyTorch default) or auto (mad for MAD tasks, llama for tokens)");
+  table.add("model.init", &raw.init,
+            "initialisation: llama (all weights N(0, 0.02)), mad (MAD-lab: Linear weights PyTorch default) or auto "
+            "(mad for MAD tasks, llama for tokens)");
   table.add("model.kernels", &raw.kernels, "fused (hand-written CPU kernels) or reference (plain LibTorch ops)");
 
   table.add("train.schedule", &raw.schedule, "learning-rate schedule: cosine, wsd or constant");
@@ -189,7 +192,8 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   table.add("mad.seed", &o.mad.data_seed, "data generator seed");
 
   table.add("tokens.valid", &raw.valid, "validation shards (empty: split off the training shards)");
-  table.add("tokens.val_fraction", &o.tokens.val_fraction, "validation share of each training shard when tokens.valid is empty");
+  table.add("tokens.val_fraction", &o.tokens.val_fraction,
+            "validation share of each training shard when tokens.valid is empty");
   table.add("tokens.vocab_size", &o.tokens.vocab_size, "vocabulary of the shards (257 for byte-level)");
   table.add("tokens.seq_len", &o.tokens.seq_len, "context length");
   table.add("tokens.batch_size", &o.tokens.batch_size, "sequences per step");
@@ -245,13 +249,19 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   } catch (const ConfigError& e) {
     problems.push_back(e.what());
   }
-  if (raw.kernels == "fused") o.kernels = model::Kernels::Fused;
-  else if (raw.kernels == "reference") o.kernels = model::Kernels::Reference;
-  else problems.push_back("model.kernels must be fused or reference, got \"" + raw.kernels + "\"");
+  if (raw.kernels == "fused")
+    o.kernels = model::Kernels::Fused;
+  else if (raw.kernels == "reference")
+    o.kernels = model::Kernels::Reference;
+  else
+    problems.push_back("model.kernels must be fused or reference, got \"" + raw.kernels + "\"");
   const bool on_tokens = !raw.data.empty();
-  if (raw.init == "mad" || (raw.init == "auto" && !on_tokens)) o.init = model::InitScheme::Mad;
-  else if (raw.init == "llama" || raw.init == "auto") o.init = model::InitScheme::Llama;
-  else problems.push_back("model.init must be auto, llama or mad, got \"" + raw.init + "\"");
+  if (raw.init == "mad" || (raw.init == "auto" && !on_tokens))
+    o.init = model::InitScheme::Mad;
+  else if (raw.init == "llama" || raw.init == "auto")
+    o.init = model::InitScheme::Llama;
+  else
+    problems.push_back("model.init must be auto, llama or mad, got \"" + raw.init + "\"");
   try {
     o.mad.trainer.schedule.kind = train::parse_schedule(raw.schedule, "train.schedule");
   } catch (const ConfigError& e) {
@@ -305,8 +315,10 @@ Invocation parse_command_line(int argc, const char* const* argv) {
       }
     }
     check(!o.mad.tasks.empty() || !problems.empty(), "task must name at least one MAD task");
-    if (raw.mad_settings == "all") o.mad.all_settings = true;
-    else if (raw.mad_settings != "baseline") problems.push_back("mad.settings must be baseline or all, got \"" + raw.mad_settings + "\"");
+    if (raw.mad_settings == "all")
+      o.mad.all_settings = true;
+    else if (raw.mad_settings != "baseline")
+      problems.push_back("mad.settings must be baseline or all, got \"" + raw.mad_settings + "\"");
     o.mad.learning_rates = parse_numbers("mad.learning_rates", raw.learning_rates, problems);
     o.mad.weight_decays = parse_numbers("mad.weight_decays", raw.weight_decays, problems);
     for (double lr : o.mad.learning_rates) check(lr > 0, "mad.learning_rates must be > 0");

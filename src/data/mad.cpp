@@ -28,12 +28,18 @@ const std::vector<int64_t> kTrainSizeChanges = {6400, 3200, 1600, 800};
 
 const char* task_name(MadTask task) {
   switch (task) {
-    case MadTask::InContextRecall: return "in-context-recall";
-    case MadTask::FuzzyInContextRecall: return "fuzzy-in-context-recall";
-    case MadTask::NoisyInContextRecall: return "noisy-in-context-recall";
-    case MadTask::SelectiveCopying: return "selective-copying";
-    case MadTask::Compression: return "compression";
-    case MadTask::Memorization: return "memorization";
+    case MadTask::InContextRecall:
+      return "in-context-recall";
+    case MadTask::FuzzyInContextRecall:
+      return "fuzzy-in-context-recall";
+    case MadTask::NoisyInContextRecall:
+      return "noisy-in-context-recall";
+    case MadTask::SelectiveCopying:
+      return "selective-copying";
+    case MadTask::Compression:
+      return "compression";
+    case MadTask::Memorization:
+      return "memorization";
   }
   HNAS_ASSERT(false, "unknown MadTask " << static_cast<int>(task));
   return "";
@@ -97,8 +103,7 @@ void MadSetting::validate() const {
              where << "num_train must be in [1, " << kMaxRows << "], got " << num_train);
   HNAS_CHECK(num_test >= 1 && num_test <= kMaxRows, ConfigError,
              where << "num_test must be in [1, " << kMaxRows << "], got " << num_test);
-  HNAS_CHECK(num_train * seq_len <= kMaxTokensPerSplit && num_test * seq_len <= kMaxTokensPerSplit,
-             ConfigError,
+  HNAS_CHECK(num_train * seq_len <= kMaxTokensPerSplit && num_test * seq_len <= kMaxTokensPerSplit, ConfigError,
              where << "num_train or num_test times seq_len exceeds " << kMaxTokensPerSplit << " tokens");
   HNAS_CHECK(multi_query, ConfigError,
              where << "multi_query=false (single-query recall) is not implemented; MAD uses "
@@ -111,12 +116,9 @@ void MadSetting::validate() const {
   HNAS_CHECK(noisy || frac_noise == defaults.frac_noise, ConfigError,
              where << "frac_noise is only used by noisy-in-context-recall, got " << frac_noise);
   HNAS_CHECK(noisy || noise_vocab_size == defaults.noise_vocab_size, ConfigError,
-             where << "noise_vocab_size is only used by noisy-in-context-recall, got "
-                   << noise_vocab_size);
-  HNAS_CHECK(task == MadTask::SelectiveCopying || num_tokens_to_copy == defaults.num_tokens_to_copy,
-             ConfigError,
-             where << "num_tokens_to_copy is only used by selective-copying, got "
-                   << num_tokens_to_copy);
+             where << "noise_vocab_size is only used by noisy-in-context-recall, got " << noise_vocab_size);
+  HNAS_CHECK(task == MadTask::SelectiveCopying || num_tokens_to_copy == defaults.num_tokens_to_copy, ConfigError,
+             where << "num_tokens_to_copy is only used by selective-copying, got " << num_tokens_to_copy);
   const bool fuzzy = task == MadTask::FuzzyInContextRecall;
   HNAS_CHECK(fuzzy || k_motif_size == defaults.k_motif_size, ConfigError,
              where << "k_motif_size is only used by fuzzy-in-context-recall, got " << k_motif_size);
@@ -130,30 +132,27 @@ void MadSetting::validate() const {
                  where << "seq_len must be even (key/value pairs) and at least 4, got " << seq_len);
       if (noisy) {
         // Below 1 as in the reference: at 1 only the protected slot could hold a key.
-        HNAS_CHECK(std::isfinite(frac_noise) && frac_noise >= 0.0 && frac_noise < 1.0,
-                   ConfigError, where << "frac_noise must be in [0, 1), got " << frac_noise);
+        HNAS_CHECK(std::isfinite(frac_noise) && frac_noise >= 0.0 && frac_noise < 1.0, ConfigError,
+                   where << "frac_noise must be in [0, 1), got " << frac_noise);
         HNAS_CHECK(noise_vocab_size >= 1, ConfigError,
-                   where << "noise_vocab_size must be at least 1 for the noisy task, got "
-                         << noise_vocab_size);
+                   where << "noise_vocab_size must be at least 1 for the noisy task, got " << noise_vocab_size);
       }
       HNAS_CHECK(vocab_size - noise_vocab_size >= 2, ConfigError,
-                 where << "vocab_size " << vocab_size << " minus noise_vocab_size "
-                       << noise_vocab_size << " leaves fewer than 2 ids for keys and values");
+                 where << "vocab_size " << vocab_size << " minus noise_vocab_size " << noise_vocab_size
+                       << " leaves fewer than 2 ids for keys and values");
       break;
     }
     case MadTask::FuzzyInContextRecall: {
       HNAS_CHECK(k_motif_size >= 1 && k_motif_size <= kMaxMotifSize, ConfigError,
-                 where << "k_motif_size must be in [1, " << kMaxMotifSize << "], got "
-                       << k_motif_size);
+                 where << "k_motif_size must be in [1, " << kMaxMotifSize << "], got " << k_motif_size);
       HNAS_CHECK(v_motif_size >= 1 && v_motif_size <= kMaxMotifSize, ConfigError,
-                 where << "v_motif_size must be in [1, " << kMaxMotifSize << "], got "
-                       << v_motif_size);
+                 where << "v_motif_size must be in [1, " << kMaxMotifSize << "], got " << v_motif_size);
       // Motifs use distinct ids, so each range must hold at least one full-size motif.
       const int64_t ids = vocab_size - 1;
       HNAS_CHECK(ids / 2 >= k_motif_size && ids - ids / 2 >= v_motif_size, ConfigError,
-                 where << "vocab_size " << vocab_size << " gives " << ids / 2 << " key and "
-                       << ids - ids / 2 << " value ids, too few for k_motif_size "
-                       << k_motif_size << " and v_motif_size " << v_motif_size);
+                 where << "vocab_size " << vocab_size << " gives " << ids / 2 << " key and " << ids - ids / 2
+                       << " value ids, too few for k_motif_size " << k_motif_size << " and v_motif_size "
+                       << v_motif_size);
       // The probe's insertion offset is drawn from [0, L - 2q) with q up to k + v.
       HNAS_CHECK(seq_len > 2 * (k_motif_size + v_motif_size), ConfigError,
                  where << "seq_len must exceed 2 * (k_motif_size + v_motif_size) = "
@@ -164,8 +163,8 @@ void MadSetting::validate() const {
       HNAS_CHECK(num_tokens_to_copy >= 1, ConfigError,
                  where << "num_tokens_to_copy must be at least 1, got " << num_tokens_to_copy);
       HNAS_CHECK(seq_len > 2 * num_tokens_to_copy + 1, ConfigError,
-                 where << "seq_len must exceed 2 * num_tokens_to_copy + 1 = "
-                       << 2 * num_tokens_to_copy + 1 << ", got " << seq_len);
+                 where << "seq_len must exceed 2 * num_tokens_to_copy + 1 = " << 2 * num_tokens_to_copy + 1 << ", got "
+                       << seq_len);
       HNAS_CHECK(vocab_size >= 3, ConfigError,
                  where << "vocab_size must be at least 3 (data, blank, copy), got " << vocab_size);
       break;
@@ -173,8 +172,7 @@ void MadSetting::validate() const {
     case MadTask::Compression:
       break;  // V >= 2 and L >= 2 suffice: one data id plus the compression token
     case MadTask::Memorization: {
-      HNAS_CHECK(seq_len % 2 == 0, ConfigError,
-                 where << "seq_len must be even (key/insert pairs), got " << seq_len);
+      HNAS_CHECK(seq_len % 2 == 0, ConfigError, where << "seq_len must be even (key/insert pairs), got " << seq_len);
       HNAS_CHECK(vocab_size >= 3, ConfigError,
                  where << "vocab_size must be at least 3 (key, value, insert), got " << vocab_size);
       break;
@@ -183,19 +181,17 @@ void MadSetting::validate() const {
 }
 
 int64_t MadSetting::input_length() const {
-  const bool shifted_pairs =
-      task == MadTask::InContextRecall || task == MadTask::NoisyInContextRecall;
+  const bool shifted_pairs = task == MadTask::InContextRecall || task == MadTask::NoisyInContextRecall;
   return shifted_pairs ? seq_len - 1 : seq_len;
 }
 
 bool MadSetting::autoencoder() const { return task == MadTask::Compression; }
 
 bool MadSetting::operator==(const MadSetting& o) const {
-  return task == o.task && vocab_size == o.vocab_size && seq_len == o.seq_len &&
-         num_train == o.num_train && num_test == o.num_test && frac_noise == o.frac_noise &&
-         noise_vocab_size == o.noise_vocab_size && num_tokens_to_copy == o.num_tokens_to_copy &&
-         k_motif_size == o.k_motif_size && v_motif_size == o.v_motif_size &&
-         multi_query == o.multi_query && seed == o.seed;
+  return task == o.task && vocab_size == o.vocab_size && seq_len == o.seq_len && num_train == o.num_train &&
+         num_test == o.num_test && frac_noise == o.frac_noise && noise_vocab_size == o.noise_vocab_size &&
+         num_tokens_to_copy == o.num_tokens_to_copy && k_motif_size == o.k_motif_size &&
+         v_motif_size == o.v_motif_size && multi_query == o.multi_query && seed == o.seed;
 }
 
 MadSetting baseline_setting(MadTask task) {
@@ -323,9 +319,8 @@ MadLayout mad_layout(const MadSetting& setting) {
 
 namespace {
 
-MadSplit draw_split(const MadSetting& setting, const MadLayout& layout,
-                    const std::vector<int32_t>& memorization, Rng& rng, int64_t num_rows,
-                    bool is_training) {
+MadSplit draw_split(const MadSetting& setting, const MadLayout& layout, const std::vector<int32_t>& memorization,
+                    Rng& rng, int64_t num_rows, bool is_training) {
   MadSplit split;
   split.num_rows = num_rows;
   split.row_length = setting.input_length();
@@ -352,8 +347,7 @@ MadSplit draw_split(const MadSetting& setting, const MadLayout& layout,
         row = detail::draw_memorization(setting, layout, memorization, rng);
         break;
     }
-    HNAS_ASSERT(static_cast<int64_t>(row.inputs.size()) == split.row_length &&
-                    row.targets.size() == row.inputs.size(),
+    HNAS_ASSERT(static_cast<int64_t>(row.inputs.size()) == split.row_length && row.targets.size() == row.inputs.size(),
                 setting.label() << ": generated row of length " << row.inputs.size());
     split.inputs.insert(split.inputs.end(), row.inputs.begin(), row.inputs.end());
     split.targets.insert(split.targets.end(), row.targets.begin(), row.targets.end());

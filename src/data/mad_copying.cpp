@@ -15,14 +15,12 @@ MadRow selective_copying_row(const MadSetting& setting, const std::vector<int32_
   const MadLayout layout = mad_layout(setting);
   const int64_t n = setting.num_tokens_to_copy;
   const int64_t num_blanks = setting.seq_len - 2 * n - 1;
-  HNAS_CHECK(static_cast<int64_t>(data_tokens.size()) == n &&
-                 static_cast<int64_t>(blanks_before.size()) == n,
+  HNAS_CHECK(static_cast<int64_t>(data_tokens.size()) == n && static_cast<int64_t>(blanks_before.size()) == n,
              ConfigError,
-             "selective_copying_row: need " << n << " data tokens and gap counts, got "
-                                            << data_tokens.size() << " and "
+             "selective_copying_row: need " << n << " data tokens and gap counts, got " << data_tokens.size() << " and "
                                             << blanks_before.size());
-  HNAS_CHECK(std::accumulate(blanks_before.begin(), blanks_before.end(), int64_t{0}) == num_blanks,
-             ConfigError, "selective_copying_row: the gap counts must sum to L-2n-1 = " << num_blanks);
+  HNAS_CHECK(std::accumulate(blanks_before.begin(), blanks_before.end(), int64_t{0}) == num_blanks, ConfigError,
+             "selective_copying_row: the gap counts must sum to L-2n-1 = " << num_blanks);
 
   MadRow row;
   row.inputs.reserve(static_cast<size_t>(setting.seq_len));
@@ -30,8 +28,7 @@ MadRow selective_copying_row(const MadSetting& setting, const std::vector<int32_
     const int32_t token = data_tokens[static_cast<size_t>(i)];
     const int64_t gap = blanks_before[static_cast<size_t>(i)];
     HNAS_CHECK(token >= layout.data_begin && token < layout.data_end && gap >= 0, ConfigError,
-               "selective_copying_row: bad data token " << token << " or gap " << gap
-                                                        << " at index " << i);
+               "selective_copying_row: bad data token " << token << " or gap " << gap << " at index " << i);
     row.inputs.insert(row.inputs.end(), static_cast<size_t>(gap), layout.blank);
     row.inputs.push_back(token);
   }

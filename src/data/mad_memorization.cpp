@@ -37,8 +37,7 @@ std::vector<int32_t> memorization_map(const MadSetting& setting) {
   return map;
 }
 
-MadRow memorization_row(const MadSetting& setting, const std::vector<int32_t>& map,
-                        const std::vector<int32_t>& keys) {
+MadRow memorization_row(const MadSetting& setting, const std::vector<int32_t>& map, const std::vector<int32_t>& keys) {
   HNAS_CHECK(setting.task == MadTask::Memorization, ConfigError,
              "memorization_row: setting is " << task_name(setting.task));
   const MadLayout layout = mad_layout(setting);
@@ -46,8 +45,7 @@ MadRow memorization_row(const MadSetting& setting, const std::vector<int32_t>& m
              "memorization_row: map of size " << map.size() << ", expected one value per key ("
                                               << layout.key_end - layout.key_begin << ")");
   HNAS_CHECK(static_cast<int64_t>(keys.size()) * 2 == setting.seq_len, ConfigError,
-             "memorization_row: " << keys.size() << " keys, expected seq_len/2 = "
-                                  << setting.seq_len / 2);
+             "memorization_row: " << keys.size() << " keys, expected seq_len/2 = " << setting.seq_len / 2);
   MadRow row;
   row.inputs.reserve(static_cast<size_t>(setting.seq_len));
   row.targets.reserve(static_cast<size_t>(setting.seq_len));
@@ -65,8 +63,8 @@ MadRow memorization_row(const MadSetting& setting, const std::vector<int32_t>& m
 
 namespace detail {
 
-MadRow draw_memorization(const MadSetting& setting, const MadLayout& layout,
-                         const std::vector<int32_t>& map, Rng& rng) {
+MadRow draw_memorization(const MadSetting& setting, const MadLayout& layout, const std::vector<int32_t>& map,
+                         Rng& rng) {
   std::vector<int32_t> keys(static_cast<size_t>(setting.seq_len / 2));
   for (int32_t& key : keys) key = draw_token(rng, layout.key_begin, layout.key_end);
   return memorization_row(setting, map, keys);

@@ -15,8 +15,7 @@ namespace {
 bool in_range(int32_t token, int32_t begin, int32_t end) { return token >= begin && token < end; }
 
 // Rows are (S[0:-1], S[1:]) for training and (S[0:-1], T[1:]) for test.
-MadRow shift_instance(const std::vector<int32_t>& sequence, const std::vector<int32_t>& probe,
-                      bool is_training) {
+MadRow shift_instance(const std::vector<int32_t>& sequence, const std::vector<int32_t>& probe, bool is_training) {
   const std::vector<int32_t>& targets = is_training ? sequence : probe;
   MadRow row;
   row.inputs.assign(sequence.begin(), sequence.end() - 1);
@@ -24,8 +23,8 @@ MadRow shift_instance(const std::vector<int32_t>& sequence, const std::vector<in
   return row;
 }
 
-MadRow pair_recall_row(const MadSetting& setting, const MadLayout& layout,
-                       const std::vector<int32_t>& s, bool is_training) {
+MadRow pair_recall_row(const MadSetting& setting, const MadLayout& layout, const std::vector<int32_t>& s,
+                       bool is_training) {
   const int64_t num_slots = setting.seq_len / 2;
   std::vector<int32_t> probe(s.size(), kIgnoreIndex);
   std::vector<char> seen(static_cast<size_t>(layout.key_end - layout.key_begin), 0);
@@ -38,11 +37,9 @@ MadRow pair_recall_row(const MadSetting& setting, const MadLayout& layout,
                  "recall_row: slot " << slot << " mixes noise and non-noise ids, or is the probe");
       continue;  // noise never enters the map and is never scored
     }
-    HNAS_CHECK(in_range(first, layout.key_begin, layout.key_end) &&
-                   in_range(second, layout.value_begin, layout.value_end),
-               ConfigError,
-               "recall_row: slot " << slot << " is (" << first << ", " << second
-                                   << "), not a (key, value) pair");
+    HNAS_CHECK(
+        in_range(first, layout.key_begin, layout.key_end) && in_range(second, layout.value_begin, layout.value_end),
+        ConfigError, "recall_row: slot " << slot << " is (" << first << ", " << second << "), not a (key, value) pair");
     char& key_seen = seen[static_cast<size_t>(first - layout.key_begin)];
     if (key_seen || last) probe[2 * slot + 1] = second;
     key_seen = 1;
@@ -90,8 +87,8 @@ class PairIndex {
   std::vector<MotifPair> pairs_;
 };
 
-MadRow fuzzy_recall_row(const MadSetting& setting, const MadLayout& layout,
-                        const std::vector<int32_t>& s, bool is_training) {
+MadRow fuzzy_recall_row(const MadSetting& setting, const MadLayout& layout, const std::vector<int32_t>& s,
+                        bool is_training) {
   // Keys and values come from disjoint ranges, so maximal runs of key ids and of value ids
   // split S into motifs without any markers.
   size_t pos = 0;
@@ -105,12 +102,11 @@ MadRow fuzzy_recall_row(const MadSetting& setting, const MadLayout& layout,
     while (pos < s.size() && in_range(s[pos], layout.value_begin, layout.value_end)) ++pos;
     pair.value_size = pos - pair.value_begin;
     HNAS_CHECK(pair.key_size >= 1 && pair.key_size <= static_cast<size_t>(setting.k_motif_size) &&
-                   pair.value_size >= 1 &&
-                   pair.value_size <= static_cast<size_t>(setting.v_motif_size),
+                   pair.value_size >= 1 && pair.value_size <= static_cast<size_t>(setting.v_motif_size),
                ConfigError,
                "recall_row: no (key motif, value motif) pair at position "
-                   << pair.key_begin << " (pads only at the start, motif sizes 1.."
-                   << setting.k_motif_size << " and 1.." << setting.v_motif_size << ")");
+                   << pair.key_begin << " (pads only at the start, motif sizes 1.." << setting.k_motif_size
+                   << " and 1.." << setting.v_motif_size << ")");
     pairs.push_back(pair);
   }
   HNAS_CHECK(!pairs.empty(), ConfigError, "recall_row: the sequence holds no probe pair");
@@ -142,31 +138,27 @@ void append_motif(Rng& rng, int32_t begin, int32_t end, int64_t size, std::vecto
 
 }  // namespace
 
-MadRow recall_row(const MadSetting& setting, const std::vector<int32_t>& sequence,
-                  bool is_training) {
+MadRow recall_row(const MadSetting& setting, const std::vector<int32_t>& sequence, bool is_training) {
   const MadLayout layout = mad_layout(setting);
   switch (setting.task) {
     case MadTask::InContextRecall:
     case MadTask::NoisyInContextRecall:
       HNAS_CHECK(static_cast<int64_t>(sequence.size()) == setting.seq_len, ConfigError,
-                 "recall_row: sequence of length " << sequence.size() << ", expected seq_len "
-                                                   << setting.seq_len);
+                 "recall_row: sequence of length " << sequence.size() << ", expected seq_len " << setting.seq_len);
       return pair_recall_row(setting, layout, sequence, is_training);
     case MadTask::FuzzyInContextRecall:
-      HNAS_CHECK(static_cast<int64_t>(sequence.size()) == setting.seq_len + 1, ConfigError,
-                 "recall_row: sequence of length " << sequence.size() << ", expected seq_len+1 "
-                                                   << setting.seq_len + 1);
+      HNAS_CHECK(
+          static_cast<int64_t>(sequence.size()) == setting.seq_len + 1, ConfigError,
+          "recall_row: sequence of length " << sequence.size() << ", expected seq_len+1 " << setting.seq_len + 1);
       return fuzzy_recall_row(setting, layout, sequence, is_training);
     default:
-      throw ConfigError(std::string("recall_row: ") + task_name(setting.task) +
-                        " is not a recall task");
+      throw ConfigError(std::string("recall_row: ") + task_name(setting.task) + " is not a recall task");
   }
 }
 
 namespace detail {
 
-MadRow draw_recall(const MadSetting& setting, const MadLayout& layout, Rng& rng,
-                   bool is_training) {
+MadRow draw_recall(const MadSetting& setting, const MadLayout& layout, Rng& rng, bool is_training) {
   const int64_t num_slots = setting.seq_len / 2;
   const int32_t num_keys = layout.key_end - layout.key_begin;
   const bool noisy = setting.frac_noise > 0.0;
@@ -208,8 +200,7 @@ MadRow draw_recall(const MadSetting& setting, const MadLayout& layout, Rng& rng,
   return pair_recall_row(setting, layout, s, is_training);
 }
 
-MadRow draw_fuzzy_recall(const MadSetting& setting, const MadLayout& layout, Rng& rng,
-                         bool is_training) {
+MadRow draw_fuzzy_recall(const MadSetting& setting, const MadLayout& layout, Rng& rng, bool is_training) {
   const int64_t k_max = setting.k_motif_size;
   const int64_t v_max = setting.v_motif_size;
   // Training mixes key sizes; test keys all have the maximal size (mad-spec §8 #5).
@@ -262,8 +253,7 @@ MadRow draw_fuzzy_recall(const MadSetting& setting, const MadLayout& layout, Rng
       // A repeated key keeps its first value, whatever size was drawn now. Copy first:
       // append_pair may reallocate `body`.
       fresh_value.assign(body.begin() + static_cast<std::ptrdiff_t>(earlier->value_begin),
-                         body.begin() + static_cast<std::ptrdiff_t>(earlier->value_begin +
-                                                                     earlier->value_size));
+                         body.begin() + static_cast<std::ptrdiff_t>(earlier->value_begin + earlier->value_size));
     } else {
       fresh_value.clear();
       append_motif(rng, layout.value_begin, layout.value_end, vs, fresh_value);

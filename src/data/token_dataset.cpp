@@ -26,8 +26,7 @@ std::vector<int64_t> prefix_starts(const std::vector<ShardRange>& ranges, int64_
 }
 
 // Global start index -> window, with `prefix` from prefix_starts over `ranges`.
-Window locate(const std::vector<ShardRange>& ranges, const std::vector<int64_t>& prefix,
-              int64_t index) {
+Window locate(const std::vector<ShardRange>& ranges, const std::vector<int64_t>& prefix, int64_t index) {
   const auto it = std::upper_bound(prefix.begin(), prefix.end(), index);
   HNAS_ASSERT(it != prefix.end(), "window index " << index << " beyond " << prefix.back());
   const auto r = static_cast<size_t>(it - prefix.begin());
@@ -43,8 +42,7 @@ int64_t total_tokens(const std::vector<ShardRange>& ranges) {
 
 }  // namespace
 
-TokenDataset::TokenDataset(const std::vector<std::string>& shard_specs, int64_t vocab_size)
-    : vocab_size_(vocab_size) {
+TokenDataset::TokenDataset(const std::vector<std::string>& shard_specs, int64_t vocab_size) : vocab_size_(vocab_size) {
   HNAS_CHECK(!shard_specs.empty(), ConfigError, "no token shards given");
   HNAS_CHECK(vocab_size >= 1, ConfigError, "vocab_size must be positive, got " << vocab_size);
   for (const std::string& spec : shard_specs) {
@@ -63,9 +61,9 @@ DataSplit split_dataset(const TokenDataset& dataset, const SplitOptions& options
   DataSplit split;
   const auto num_shards = static_cast<int64_t>(dataset.num_shards());
   if (options.mode == SplitMode::ByShard) {
-    HNAS_CHECK(options.val_shards >= 0 && options.val_shards < num_shards, ConfigError,
-               "val_shards must be in [0, " << num_shards << ") so that training keeps a shard, got "
-                                            << options.val_shards);
+    HNAS_CHECK(
+        options.val_shards >= 0 && options.val_shards < num_shards, ConfigError,
+        "val_shards must be in [0, " << num_shards << ") so that training keeps a shard, got " << options.val_shards);
     for (int64_t i = 0; i < num_shards; ++i) {
       const ShardRange range{static_cast<size_t>(i), 0, dataset.shard(static_cast<size_t>(i)).size()};
       (i < num_shards - options.val_shards ? split.train : split.validation).push_back(range);
@@ -86,8 +84,7 @@ DataSplit split_dataset(const TokenDataset& dataset, const SplitOptions& options
 WindowSampler::WindowSampler(const TokenDataset& dataset, const SamplerOptions& options)
     : dataset_(dataset), options_(options) {
   HNAS_CHECK(options.seq_len >= 1, ConfigError, "seq_len must be positive, got " << options.seq_len);
-  HNAS_CHECK(options.batch_size >= 1, ConfigError,
-             "batch_size must be positive, got " << options.batch_size);
+  HNAS_CHECK(options.batch_size >= 1, ConfigError, "batch_size must be positive, got " << options.batch_size);
   HNAS_CHECK(options.num_val_windows >= 0, ConfigError,
              "num_val_windows must not be negative, got " << options.num_val_windows);
   split_ = split_dataset(dataset, options.split);
@@ -95,17 +92,14 @@ WindowSampler::WindowSampler(const TokenDataset& dataset, const SamplerOptions& 
 
   train_starts_ = prefix_starts(split_.train, options.seq_len);
   HNAS_CHECK(num_train_starts() > 0, ConfigError,
-             "the training split (" << total_tokens(split_.train) << " tokens in "
-                                    << split_.train.size()
-                                    << " ranges) holds no window of seq_len + 1 = " << window
-                                    << " tokens");
+             "the training split (" << total_tokens(split_.train) << " tokens in " << split_.train.size()
+                                    << " ranges) holds no window of seq_len + 1 = " << window << " tokens");
 
   if (options.num_val_windows == 0) return;
   const std::vector<int64_t> val_prefix = prefix_starts(split_.validation, options.seq_len);
   const int64_t starts = val_prefix.empty() ? 0 : val_prefix.back();
   HNAS_CHECK(starts > 0, ConfigError,
-             "the validation split (" << total_tokens(split_.validation) << " tokens in "
-                                      << split_.validation.size()
+             "the validation split (" << total_tokens(split_.validation) << " tokens in " << split_.validation.size()
                                       << " ranges) holds no window of seq_len + 1 = " << window
                                       << " tokens; enlarge it or set num_val_windows = 0");
   // Centre of each of `count` equal strides over the starts: the same windows for every
@@ -114,8 +108,7 @@ WindowSampler::WindowSampler(const TokenDataset& dataset, const SamplerOptions& 
   val_windows_.reserve(static_cast<size_t>(count));
   for (int64_t j = 0; j < count; ++j) {
     const auto index = static_cast<int64_t>(
-        (static_cast<unsigned __int128>(2 * j + 1) * static_cast<uint64_t>(starts)) /
-        static_cast<uint64_t>(2 * count));
+        (static_cast<unsigned __int128>(2 * j + 1) * static_cast<uint64_t>(starts)) / static_cast<uint64_t>(2 * count));
     val_windows_.push_back(locate(split_.validation, val_prefix, index));
   }
 }

@@ -23,8 +23,7 @@ namespace hnas::data {
 namespace {
 
 bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 template <typename T>
@@ -36,9 +35,8 @@ T load(const unsigned char* bytes) {
 
 [[noreturn]] void throw_token_out_of_range(const std::string& name, int64_t token, int64_t position,
                                            int64_t vocab_size) {
-  throw InputError(name + ": token " + std::to_string(token) + " at position " +
-                   std::to_string(position) + " is outside the vocabulary [0, " +
-                   std::to_string(vocab_size) + ")");
+  throw InputError(name + ": token " + std::to_string(token) + " at position " + std::to_string(position) +
+                   " is outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
 }
 
 // A read-only private mapping of a whole file; unmapped on destruction.
@@ -100,9 +98,8 @@ class BinShard final : public TokenShard {
                     << "-byte header, the file has " << size << " bytes");
     const int32_t version = load<int32_t>(file_.data() + 4);
     HNAS_CHECK(version == kShardVersionU16 || version == kShardVersionU32, InputError,
-               path << ": unsupported token shard version " << version << " (supported: "
-                    << kShardVersionU16 << " = uint16 tokens, " << kShardVersionU32
-                    << " = uint32 tokens)");
+               path << ": unsupported token shard version " << version << " (supported: " << kShardVersionU16
+                    << " = uint16 tokens, " << kShardVersionU32 << " = uint32 tokens)");
     token_bytes_ = version == kShardVersionU16 ? 2 : 4;
     num_tokens_ = load<int32_t>(file_.data() + 8);
     HNAS_CHECK(num_tokens_ >= 0, InputError,
@@ -110,11 +107,10 @@ class BinShard final : public TokenShard {
     const int64_t expected = kShardHeaderBytes + num_tokens_ * token_bytes_;
     HNAS_CHECK(size >= expected, InputError,
                path << ": truncated token shard: the header announces " << num_tokens_
-                    << " tokens, so the file should have " << expected << " bytes, but it has "
-                    << size << " bytes");
+                    << " tokens, so the file should have " << expected << " bytes, but it has " << size << " bytes");
     HNAS_CHECK(size == expected, InputError,
-               path << ": corrupt token shard: the header announces " << num_tokens_
-                    << " tokens (" << expected << " bytes), but the file has " << size << " bytes");
+               path << ": corrupt token shard: the header announces " << num_tokens_ << " tokens (" << expected
+                    << " bytes), but the file has " << size << " bytes");
     tokens_ = file_.data() + kShardHeaderBytes;
     if (vocab_size > 0) {
       if (token_bytes_ == 2) {
@@ -179,8 +175,8 @@ class H5Shard final : public TokenShard {
     constexpr int64_t kBlock = 1 << 20;
     for (int64_t begin = 0; vocab_size > 0 && begin < num_tokens_; begin += kBlock) {
       const int64_t count = std::min(kBlock, num_tokens_ - begin);
-      const std::vector<int32_t> block = io::read_int32_slice(
-          dataset_.get(), static_cast<hsize_t>(begin), static_cast<hsize_t>(count));
+      const std::vector<int32_t> block =
+          io::read_int32_slice(dataset_.get(), static_cast<hsize_t>(begin), static_cast<hsize_t>(count));
       for (int64_t i = 0; i < count; ++i) {
         if (block[i] < 0 || block[i] >= vocab_size) {
           throw_token_out_of_range(name_, block[i], begin + i, vocab_size);
@@ -195,8 +191,8 @@ class H5Shard final : public TokenShard {
   void read(int64_t offset, int64_t count, int64_t* out) const override {
     HNAS_ASSERT(offset >= 0 && count >= 0 && offset + count <= num_tokens_,
                 name_ << ": read [" << offset << ", " << offset + count << ") of " << num_tokens_);
-    const std::vector<int32_t> values = io::read_int32_slice(
-        dataset_.get(), static_cast<hsize_t>(offset), static_cast<hsize_t>(count));
+    const std::vector<int32_t> values =
+        io::read_int32_slice(dataset_.get(), static_cast<hsize_t>(offset), static_cast<hsize_t>(count));
     std::copy(values.begin(), values.end(), out);
   }
 
@@ -231,8 +227,7 @@ ShardSpec parse_shard_spec(const std::string& spec) {
     parsed.format = ShardFormat::H5;
     parsed.path = spec.substr(0, colon);
     parsed.dataset = spec.substr(colon + 1);
-    HNAS_CHECK(!parsed.dataset.empty(), InputError,
-               "token shard \"" << spec << "\": no dataset name after ':'");
+    HNAS_CHECK(!parsed.dataset.empty(), InputError, "token shard \"" << spec << "\": no dataset name after ':'");
     if (parsed.dataset.front() != '/') parsed.dataset.insert(0, "/");
     return parsed;
   }
@@ -244,8 +239,7 @@ ShardSpec parse_shard_spec(const std::string& spec) {
     static const unsigned char kSignature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     unsigned char head[8] = {};
     std::FILE* file = std::fopen(spec.c_str(), "rb");
-    HNAS_CHECK(file != nullptr, InputError,
-               "token shard " << spec << " cannot be opened: " << std::strerror(errno));
+    HNAS_CHECK(file != nullptr, InputError, "token shard " << spec << " cannot be opened: " << std::strerror(errno));
     const size_t got = std::fread(head, 1, sizeof head, file);
     std::fclose(file);
     if (got == sizeof head && std::memcmp(head, kSignature, sizeof head) == 0) {
@@ -264,8 +258,7 @@ std::unique_ptr<TokenShard> open_token_shard(const std::string& spec, int64_t vo
 
 void write_bin_shard(const std::string& path, const std::vector<uint16_t>& tokens) {
   if (tokens.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
-    throw_write_error(path, std::to_string(tokens.size()) +
-                                " tokens exceed the int32 count of the shard header");
+    throw_write_error(path, std::to_string(tokens.size()) + " tokens exceed the int32 count of the shard header");
   }
   int32_t header[kShardHeaderInts] = {};
   header[0] = kShardMagic;
@@ -276,8 +269,7 @@ void write_bin_shard(const std::string& path, const std::vector<uint16_t>& token
   if (file == nullptr) throw_write_error(path, std::strerror(errno));
   errno = 0;
   bool ok = std::fwrite(header, sizeof header, 1, file) == 1;
-  ok = ok && (tokens.empty() ||
-              std::fwrite(tokens.data(), sizeof(uint16_t), tokens.size(), file) == tokens.size());
+  ok = ok && (tokens.empty() || std::fwrite(tokens.data(), sizeof(uint16_t), tokens.size(), file) == tokens.size());
   ok = (std::fclose(file) == 0) && ok;  // fclose flushes: a full disk can show up only here
   if (!ok) {
     const int saved = errno;
@@ -287,15 +279,13 @@ void write_bin_shard(const std::string& path, const std::vector<uint16_t>& token
   rename_into_place(tmp, path);
 }
 
-void write_h5_shard(const std::string& path, const std::vector<uint16_t>& tokens,
-                    const std::string& dataset) {
+void write_h5_shard(const std::string& path, const std::vector<uint16_t>& tokens, const std::string& dataset) {
   const std::string tmp = path + ".tmp";
   try {
     io::H5File file = io::create_file(tmp);
     // 64 Ki-token chunks (128 KiB) fit HDF5's default 1 MiB chunk cache, and a random
     // window touches at most two of them. No compression: windows are read at random.
-    io::H5Dataset data = io::write_dataset_1d(file.get(), dataset, tokens,
-                                              io::DatasetOptions{/*chunk=*/1 << 16, 0});
+    io::H5Dataset data = io::write_dataset_1d(file.get(), dataset, tokens, io::DatasetOptions{/*chunk=*/1 << 16, 0});
     io::write_int_attribute(data.get(), "num_tokens", static_cast<int64_t>(tokens.size()));
     data.close();
     file.close();

@@ -69,13 +69,34 @@ hid_t checked(hid_t id, const std::string& context) {
 
 template <typename T>
 hid_t native_type();
-template <> hid_t native_type<uint8_t>() { return H5T_NATIVE_UINT8; }
-template <> hid_t native_type<uint16_t>() { return H5T_NATIVE_UINT16; }
-template <> hid_t native_type<int32_t>() { return H5T_NATIVE_INT32; }
-template <> hid_t native_type<uint32_t>() { return H5T_NATIVE_UINT32; }
-template <> hid_t native_type<int64_t>() { return H5T_NATIVE_INT64; }
-template <> hid_t native_type<float>() { return H5T_NATIVE_FLOAT; }
-template <> hid_t native_type<double>() { return H5T_NATIVE_DOUBLE; }
+template <>
+hid_t native_type<uint8_t>() {
+  return H5T_NATIVE_UINT8;
+}
+template <>
+hid_t native_type<uint16_t>() {
+  return H5T_NATIVE_UINT16;
+}
+template <>
+hid_t native_type<int32_t>() {
+  return H5T_NATIVE_INT32;
+}
+template <>
+hid_t native_type<uint32_t>() {
+  return H5T_NATIVE_UINT32;
+}
+template <>
+hid_t native_type<int64_t>() {
+  return H5T_NATIVE_INT64;
+}
+template <>
+hid_t native_type<float>() {
+  return H5T_NATIVE_FLOAT;
+}
+template <>
+hid_t native_type<double>() {
+  return H5T_NATIVE_DOUBLE;
+}
 
 H5Type utf8_string_type() {
   H5Type type(HNAS_CHECK_H5(H5Tcopy(H5T_C_S1)));
@@ -85,8 +106,8 @@ H5Type utf8_string_type() {
 }
 
 // Opens attribute `name` of `object` and checks its type class; InputError when missing.
-H5Attribute open_attribute(hid_t object, const std::string& name, H5T_class_t expected_a,
-                           H5T_class_t expected_b, const char* kind) {
+H5Attribute open_attribute(hid_t object, const std::string& name, H5T_class_t expected_a, H5T_class_t expected_b,
+                           const char* kind) {
   disable_hdf5_error_printing();
   const std::string where = describe(object);
   const htri_t exists = H5Aexists(object, name.c_str());
@@ -111,9 +132,8 @@ H5Attribute replace_attribute(hid_t object, const std::string& name, hid_t type)
     HNAS_CHECK_H5(H5Adelete(object, name.c_str()));
   }
   H5Space scalar(HNAS_CHECK_H5(H5Screate(H5S_SCALAR)));
-  return H5Attribute(checked<IoError>(
-      H5Acreate2(object, name.c_str(), type, scalar.get(), H5P_DEFAULT, H5P_DEFAULT),
-      where + ": cannot create attribute \"" + name + "\""));
+  return H5Attribute(checked<IoError>(H5Acreate2(object, name.c_str(), type, scalar.get(), H5P_DEFAULT, H5P_DEFAULT),
+                                      where + ": cannot create attribute \"" + name + "\""));
 }
 
 }  // namespace
@@ -199,14 +219,14 @@ H5Dataset open_dataset(hid_t location, const std::string& name) {
   const std::string where = describe(location);
   // H5Dopen2 on a missing path fails with a five-record stack; walking the links first
   // gives the user one line naming the missing part.
-  for (size_t pos = name.find('/', 1); ; pos = name.find('/', pos + 1)) {
+  for (size_t pos = name.find('/', 1);; pos = name.find('/', pos + 1)) {
     const std::string prefix = name.substr(0, pos);
     if (!prefix.empty() && prefix != "/") {
       const htri_t exists = H5Lexists(location, prefix.c_str(), H5P_DEFAULT);
       H5Eclear2(H5E_DEFAULT);
-      HNAS_CHECK(exists > 0, InputError,
-                 where << ": no dataset \"" << name << "\""
-                       << (prefix == name ? "" : " (\"" + prefix + "\" does not exist)"));
+      HNAS_CHECK(
+          exists > 0, InputError,
+          where << ": no dataset \"" << name << "\"" << (prefix == name ? "" : " (\"" + prefix + "\" does not exist)"));
     }
     if (pos == std::string::npos) break;
   }
@@ -231,8 +251,7 @@ std::vector<int32_t> read_int32_slice(hid_t dataset, hsize_t offset, hsize_t cou
   disable_hdf5_error_printing();
   const std::string where = describe(dataset);
   const std::vector<hsize_t> shape = dataset_shape(dataset);
-  HNAS_CHECK(shape.size() == 1, InputError,
-             where << " has " << shape.size() << " dimensions; expected a 1-D dataset");
+  HNAS_CHECK(shape.size() == 1, InputError, where << " has " << shape.size() << " dimensions; expected a 1-D dataset");
   {
     H5Type type(HNAS_CHECK_H5(H5Dget_type(dataset)));
     const H5T_class_t cls = H5Tget_class(type.get());
@@ -242,16 +261,13 @@ std::vector<int32_t> read_int32_slice(hid_t dataset, hsize_t offset, hsize_t cou
                where << " does not store integers; integer values (token ids) are required");
   }
   HNAS_CHECK(offset <= shape[0] && count <= shape[0] - offset, InputError,
-             where << ": range [" << offset << ", " << offset + count << ") exceeds its length "
-                   << shape[0]);
+             where << ": range [" << offset << ", " << offset + count << ") exceeds its length " << shape[0]);
   std::vector<int32_t> values(count);
   if (count == 0) return values;
   H5Space file_space(HNAS_CHECK_H5(H5Dget_space(dataset)));
-  HNAS_CHECK_H5(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &offset, nullptr, &count,
-                                    nullptr));
+  HNAS_CHECK_H5(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &offset, nullptr, &count, nullptr));
   H5Space memory_space(HNAS_CHECK_H5(H5Screate_simple(1, &count, nullptr)));
-  if (H5Dread(dataset, H5T_NATIVE_INT32, memory_space.get(), file_space.get(), H5P_DEFAULT,
-              values.data()) < 0) {
+  if (H5Dread(dataset, H5T_NATIVE_INT32, memory_space.get(), file_space.get(), H5P_DEFAULT, values.data()) < 0) {
     fail_with_stack<InputError>(where + ": cannot read elements [" + std::to_string(offset) + ", " +
                                 std::to_string(offset + count) + ")");
   }
@@ -278,32 +294,23 @@ H5Dataset write_dataset_1d(hid_t location, const std::string& name, const std::v
       HNAS_CHECK_H5(H5Pset_deflate(create_props.get(), static_cast<unsigned>(options.deflate_level)));
     }
   }
-  H5Space space(HNAS_CHECK_H5(
-      H5Screate_simple(1, &size, options.chunk > 0 ? &unlimited : nullptr)));
-  H5Dataset dataset(checked<IoError>(H5Dcreate2(location, name.c_str(), native_type<T>(), space.get(),
-                                                link_props.get(), create_props.get(), H5P_DEFAULT),
+  H5Space space(HNAS_CHECK_H5(H5Screate_simple(1, &size, options.chunk > 0 ? &unlimited : nullptr)));
+  H5Dataset dataset(checked<IoError>(H5Dcreate2(location, name.c_str(), native_type<T>(), space.get(), link_props.get(),
+                                                create_props.get(), H5P_DEFAULT),
                                      context));
-  if (size > 0 && H5Dwrite(dataset.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                           values.data()) < 0) {
+  if (size > 0 && H5Dwrite(dataset.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0) {
     fail_with_stack<IoError>(context);
   }
   return dataset;
 }
 
-template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<uint8_t>&,
-                                    const DatasetOptions&);
-template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<uint16_t>&,
-                                    const DatasetOptions&);
-template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<int32_t>&,
-                                    const DatasetOptions&);
-template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<uint32_t>&,
-                                    const DatasetOptions&);
-template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<int64_t>&,
-                                    const DatasetOptions&);
-template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<float>&,
-                                    const DatasetOptions&);
-template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<double>&,
-                                    const DatasetOptions&);
+template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<uint8_t>&, const DatasetOptions&);
+template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<uint16_t>&, const DatasetOptions&);
+template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<int32_t>&, const DatasetOptions&);
+template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<uint32_t>&, const DatasetOptions&);
+template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<int64_t>&, const DatasetOptions&);
+template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<float>&, const DatasetOptions&);
+template H5Dataset write_dataset_1d(hid_t, const std::string&, const std::vector<double>&, const DatasetOptions&);
 
 void write_string_attribute(hid_t object, const std::string& name, const std::string& value) {
   H5Type type = utf8_string_type();

@@ -41,7 +41,8 @@ HybridModelImpl::HybridModelImpl(HybridModelOptions options) : options_(std::mov
   if (s.backbone == arch::Backbone::LanguageModel) {
     final_norm_ = register_module("final_norm", RmsNorm(s.d_model, s.norm_eps, options_.kernels));
     if (!s.tie_embeddings)
-      head_ = register_module("head", torch::nn::Linear(torch::nn::LinearOptions(s.d_model, s.vocab_size).bias(s.head_bias)));
+      head_ = register_module("head",
+                              torch::nn::Linear(torch::nn::LinearOptions(s.d_model, s.vocab_size).bias(s.head_bias)));
   } else {
     decoder_ = register_module("decoder", torch::nn::ModuleList());
     for (int i = 0; i < 2; ++i) {

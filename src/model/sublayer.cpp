@@ -14,10 +14,10 @@ class AttentionSublayer : public SublayerImpl {
       : shape_{s.num_heads, s.num_kv_heads, s.head_dim}, kernels_(kernels) {
     norm_ = register_module("norm", RmsNorm(s.d_model, s.norm_eps, kernels));
     const int64_t qkv_width = (s.num_heads + 2 * s.num_kv_heads) * s.head_dim;
-    qkv_ = register_module(
-        "qkv", torch::nn::Linear(torch::nn::LinearOptions(s.d_model, qkv_width).bias(s.attention_bias)));
-    out_ = register_module("out", torch::nn::Linear(torch::nn::LinearOptions(s.num_heads * s.head_dim, s.d_model)
-                                                        .bias(s.attention_bias)));
+    qkv_ = register_module("qkv",
+                           torch::nn::Linear(torch::nn::LinearOptions(s.d_model, qkv_width).bias(s.attention_bias)));
+    out_ = register_module(
+        "out", torch::nn::Linear(torch::nn::LinearOptions(s.num_heads * s.head_dim, s.d_model).bias(s.attention_bias)));
   }
 
   torch::Tensor forward(const torch::Tensor& x, const SublayerContext& context) override {
@@ -37,10 +37,9 @@ class MlpSublayer : public SublayerImpl {
   MlpSublayer(const arch::ModelShape& s, Kernels kernels) : kernels_(kernels) {
     norm_ = register_module("norm", RmsNorm(s.d_model, s.norm_eps, kernels));
     // Gate and up projections in one product: [gate | up].
-    gate_up_ = register_module(
-        "gate_up", torch::nn::Linear(torch::nn::LinearOptions(s.d_model, 2 * s.mlp_hidden).bias(false)));
-    down_ = register_module("down",
-                            torch::nn::Linear(torch::nn::LinearOptions(s.mlp_hidden, s.d_model).bias(false)));
+    gate_up_ = register_module("gate_up",
+                               torch::nn::Linear(torch::nn::LinearOptions(s.d_model, 2 * s.mlp_hidden).bias(false)));
+    down_ = register_module("down", torch::nn::Linear(torch::nn::LinearOptions(s.mlp_hidden, s.d_model).bias(false)));
   }
 
   torch::Tensor forward(const torch::Tensor& x, const SublayerContext& /*context*/) override {

@@ -18,8 +18,8 @@
 namespace hnas::train {
 namespace {
 
-constexpr int64_t kAlign = 16;        // floats: each parameter's moments start on a cache line
-constexpr int64_t kBlock = 1 << 15;   // elements per work item: large enough to amortise dispatch
+constexpr int64_t kAlign = 16;       // floats: each parameter's moments start on a cache line
+constexpr int64_t kBlock = 1 << 15;  // elements per work item: large enough to amortise dispatch
 
 /// The float32 constants of one parameter's update, rounded once as LibTorch's scalar
 /// arguments are.
@@ -84,7 +84,9 @@ double sum_squares(const float* __restrict g, int64_t n) {
   return total;
 }
 
-int64_t flat_end(const std::vector<Span>& spans) { return spans.empty() ? 0 : spans.back().offset + spans.back().numel; }
+int64_t flat_end(const std::vector<Span>& spans) {
+  return spans.empty() ? 0 : spans.back().offset + spans.back().numel;
+}
 
 }  // namespace
 

@@ -70,8 +70,8 @@ arch::ModelShape shape_for(const arch::ModelShape& base, const data::MadSetting&
 std::vector<data::MadSetting> selected_settings(const MadEvaluationOptions& o) {
   std::vector<data::MadSetting> out;
   for (data::MadTask task : o.tasks) {
-    auto settings = o.all_settings ? data::benchmark_settings(task)
-                                   : std::vector<data::MadSetting>{data::baseline_setting(task)};
+    auto settings =
+        o.all_settings ? data::benchmark_settings(task) : std::vector<data::MadSetting>{data::baseline_setting(task)};
     for (auto& s : settings) {
       if (o.num_train > 0) s.num_train = o.num_train;
       if (o.seq_len > 0) s.seq_len = o.seq_len;
@@ -99,7 +99,9 @@ MadRun train_mad_setting(const arch::Genome& genome, const arch::ModelShape& sha
   EpochBatches batches(data.train, o.batch_size, derive_seed(o.init_seed, "shuffle " + label));
   const auto test_inputs = to_tensor(data.test.inputs, data.test.num_rows, data.test.row_length);
   const auto test_targets = to_tensor(data.test.targets, data.test.num_rows, data.test.row_length);
-  Evaluator evaluate = [&](model::HybridModel& m) { return evaluate_split(m, test_inputs, test_targets, o.batch_size); };
+  Evaluator evaluate = [&](model::HybridModel& m) {
+    return evaluate_split(m, test_inputs, test_targets, o.batch_size);
+  };
 
   TrainerOptions t = o.trainer;
   const int64_t steps_per_epoch = (data.train.num_rows + o.batch_size - 1) / o.batch_size;
@@ -123,8 +125,7 @@ MadRun train_mad_setting(const arch::Genome& genome, const arch::ModelShape& sha
   return run;
 }
 
-MadEvaluation evaluate_mad(const arch::Genome& genome, const arch::ModelShape& shape,
-                           const MadEvaluationOptions& o) {
+MadEvaluation evaluate_mad(const arch::Genome& genome, const arch::ModelShape& shape, const MadEvaluationOptions& o) {
   HNAS_CHECK(!o.learning_rates.empty() && !o.weight_decays.empty(), ConfigError,
              "mad.learning_rates and mad.weight_decays must each list at least one value");
   const auto start = std::chrono::steady_clock::now();

@@ -50,9 +50,7 @@ double MetricsAccumulator::loss() const {
 double MetricsAccumulator::micro_accuracy() const {
   return scored_tokens_ ? static_cast<double>(correct_tokens_) / static_cast<double>(scored_tokens_) : 0.0;
 }
-double MetricsAccumulator::macro_accuracy() const {
-  return rows_ ? weighted_macro_ / static_cast<double>(rows_) : 0.0;
-}
+double MetricsAccumulator::macro_accuracy() const { return rows_ ? weighted_macro_ / static_cast<double>(rows_) : 0.0; }
 double MetricsAccumulator::mean_batch_perplexity() const {
   return rows_ ? weighted_perplexity_ / static_cast<double>(rows_) : NAN;
 }

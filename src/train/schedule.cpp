@@ -17,9 +17,12 @@ ScheduleKind parse_schedule(const std::string& text, const std::string& key) {
 
 const char* schedule_name(ScheduleKind kind) {
   switch (kind) {
-    case ScheduleKind::Constant: return "constant";
-    case ScheduleKind::Cosine: return "cosine";
-    case ScheduleKind::Wsd: return "wsd";
+    case ScheduleKind::Constant:
+      return "constant";
+    case ScheduleKind::Cosine:
+      return "cosine";
+    case ScheduleKind::Wsd:
+      return "wsd";
   }
   return "?";
 }
@@ -29,9 +32,8 @@ double LrSchedule::at(int64_t step) const {
     return peak_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
   if (kind == ScheduleKind::Constant) return peak_lr;
   const int64_t decay_span = std::max<int64_t>(1, total_steps - warmup_steps);
-  const double progress =
-      std::clamp(static_cast<double>(step - warmup_steps) / static_cast<double>(std::max<int64_t>(1, decay_span - 1)),
-                 0.0, 1.0);
+  const double progress = std::clamp(
+      static_cast<double>(step - warmup_steps) / static_cast<double>(std::max<int64_t>(1, decay_span - 1)), 0.0, 1.0);
   if (kind == ScheduleKind::Cosine) return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + std::cos(M_PI * progress));
   // WSD: stable at the peak, then a linear cool-down over the last decay_fraction of all steps.
   const int64_t decay_steps = std::max<int64_t>(1, std::llround(decay_fraction * static_cast<double>(total_steps)));

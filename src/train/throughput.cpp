@@ -3,8 +3,8 @@
 
 #include <dlfcn.h>
 #include <malloc.h>
-#include <unistd.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -32,8 +32,8 @@ std::string better_openblas_core() {
   auto core_name = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   if (core_name == nullptr || std::string(core_name()) != "Prescott") return "";
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq"))
     return "SkylakeX";
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
   return "";
@@ -46,7 +46,8 @@ std::vector<std::pair<std::string, std::string>> launch_environment() {
   using GetParallel = int (*)();
   auto get_parallel = reinterpret_cast<GetParallel>(dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
   const bool openblas_pthreads = get_parallel != nullptr && get_parallel() == 1;
-  if (openblas_pthreads && std::getenv("OMP_WAIT_POLICY") == nullptr) missing.emplace_back("OMP_WAIT_POLICY", "passive");
+  if (openblas_pthreads && std::getenv("OMP_WAIT_POLICY") == nullptr)
+    missing.emplace_back("OMP_WAIT_POLICY", "passive");
   return missing;
 }
 

@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "support/test_support.hpp"
 #include "hnas/cli/options.hpp"
 #include "hnas/core/error.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 
@@ -51,8 +51,10 @@ TEST(Options, evaluate_defaults_follow_mad) {
 
 TEST(Options, command_line_overrides_the_ini_file) {
   hnas::testing::TempDir dir;
-  const auto path = write_ini(dir, "arch = MMMM\ntask = compression, memorization\n[model]\nd_model = 64\nheads = 4\nkv_heads = 2\n"
-                              "[mad]\nepochs = 3\nlearning_rates = 1e-4, 1e-3\n");
+  const auto path =
+      write_ini(dir,
+                "arch = MMMM\ntask = compression, memorization\n[model]\nd_model = 64\nheads = 4\nkv_heads = 2\n"
+                "[mad]\nepochs = 3\nlearning_rates = 1e-4, 1e-3\n");
   const auto inv = parse({"evaluate", "--config", path, "--model.d_model=32", "--arch", "AM"});
   const auto& o = inv.evaluate;
   EXPECT_EQ(o.shape.d_model, 32);

@@ -45,8 +45,7 @@ std::vector<int32_t> input_row(const MadSplit& split, int64_t r) { return row_of
 std::vector<int32_t> target_row(const MadSplit& split, int64_t r) { return row_of(split.targets, split, r); }
 
 // Rows [first, first + count) of a split's inputs and targets, flattened.
-std::vector<int32_t> rows_slice(const std::vector<int32_t>& flat, const MadSplit& split,
-                                int64_t first, int64_t count) {
+std::vector<int32_t> rows_slice(const std::vector<int32_t>& flat, const MadSplit& split, int64_t first, int64_t count) {
   const auto begin = flat.begin() + first * split.row_length;
   return {begin, begin + count * split.row_length};
 }
@@ -55,20 +54,18 @@ bool in(int32_t token, int32_t begin, int32_t end) { return token >= begin && to
 
 // Number of fields in which two settings differ.
 int count_differences(const MadSetting& a, const MadSetting& b) {
-  return (a.task != b.task) + (a.vocab_size != b.vocab_size) + (a.seq_len != b.seq_len) +
-         (a.num_train != b.num_train) + (a.num_test != b.num_test) +
-         (a.frac_noise != b.frac_noise) + (a.noise_vocab_size != b.noise_vocab_size) +
+  return (a.task != b.task) + (a.vocab_size != b.vocab_size) + (a.seq_len != b.seq_len) + (a.num_train != b.num_train) +
+         (a.num_test != b.num_test) + (a.frac_noise != b.frac_noise) + (a.noise_vocab_size != b.noise_vocab_size) +
          (a.num_tokens_to_copy != b.num_tokens_to_copy) + (a.k_motif_size != b.k_motif_size) +
-         (a.v_motif_size != b.v_motif_size) + (a.multi_query != b.multi_query) +
-         (a.seed != b.seed);
+         (a.v_motif_size != b.v_motif_size) + (a.multi_query != b.multi_query) + (a.seed != b.seed);
 }
 
 // ---- registry and settings ---------------------------------------------------------------
 
 TEST(MadRegistry, names_round_trip_through_parse_task) {
   const std::vector<std::string> expected = {
-      "in-context-recall", "fuzzy-in-context-recall", "noisy-in-context-recall",
-      "selective-copying", "compression",             "memorization"};
+      "in-context-recall", "fuzzy-in-context-recall", "noisy-in-context-recall", "selective-copying", "compression",
+      "memorization"};
   const std::vector<MadTask> tasks = all_tasks();
   ASSERT_EQ(tasks.size(), expected.size());
   for (size_t i = 0; i < tasks.size(); ++i) {
@@ -130,10 +127,9 @@ TEST(MadSettings, baselines_match_the_spec_table) {
 }
 
 TEST(MadSettings, benchmark_has_66_settings_in_the_spec_sizes) {
-  const std::map<MadTask, size_t> expected = {
-      {MadTask::InContextRecall, 11},  {MadTask::NoisyInContextRecall, 14},
-      {MadTask::FuzzyInContextRecall, 11}, {MadTask::SelectiveCopying, 13},
-      {MadTask::Compression, 11},      {MadTask::Memorization, 6}};
+  const std::map<MadTask, size_t> expected = {{MadTask::InContextRecall, 11},      {MadTask::NoisyInContextRecall, 14},
+                                              {MadTask::FuzzyInContextRecall, 11}, {MadTask::SelectiveCopying, 13},
+                                              {MadTask::Compression, 11},          {MadTask::Memorization, 6}};
   size_t total = 0;
   for (MadTask task : all_tasks()) {
     const auto settings = benchmark_settings(task);
@@ -162,8 +158,7 @@ TEST(MadSettings, each_change_alters_one_field_of_the_baseline_to_a_spec_value) 
         {"seq_len", {512, 1024}},
         {"num_train", train_sizes},
         {"num_tokens_to_copy", {32, 64, 96}}}},
-      {MadTask::Compression,
-       {{"vocab_size", {32, 64, 128}}, {"seq_len", {64, 128, 256}}, {"num_train", train_sizes}}},
+      {MadTask::Compression, {{"vocab_size", {32, 64, 128}}, {"seq_len", {64, 128, 256}}, {"num_train", train_sizes}}},
       {MadTask::Memorization, {{"vocab_size", {512, 1024, 2048, 4096, 8192}}}}};
 
   for (MadTask task : all_tasks()) {
@@ -199,14 +194,12 @@ TEST(MadSettings, every_benchmark_setting_validates_and_labels_are_unique) {
 }
 
 TEST(MadSettings, labels_name_task_and_changed_fields) {
-  EXPECT_EQ(baseline_setting(MadTask::InContextRecall).label(),
-            "in-context-recall vs=16 sl=128 nt=12800");
+  EXPECT_EQ(baseline_setting(MadTask::InContextRecall).label(), "in-context-recall vs=16 sl=128 nt=12800");
   EXPECT_EQ(baseline_setting(MadTask::NoisyInContextRecall).label(),
             "noisy-in-context-recall vs=32 sl=128 nt=12800 fn=0.2 nvs=16");
   EXPECT_EQ(baseline_setting(MadTask::FuzzyInContextRecall).label(),
             "fuzzy-in-context-recall vs=16 sl=128 nt=12800 km=3 vm=3");
-  EXPECT_EQ(baseline_setting(MadTask::SelectiveCopying).label(),
-            "selective-copying vs=16 sl=256 nt=12800 nc=16");
+  EXPECT_EQ(baseline_setting(MadTask::SelectiveCopying).label(), "selective-copying vs=16 sl=256 nt=12800 nc=16");
   MadSetting s = baseline_setting(MadTask::Memorization);
   s.num_test = 64;
   s.seed = 7;
@@ -242,35 +235,54 @@ void expect_rejected(MadTask task, Change change, const std::string& field) {
 
 TEST(MadSettings, validate_rejects_bad_settings_naming_the_field) {
   using T = MadTask;
-  expect_rejected(T::InContextRecall, [](MadSetting& s) { s.seq_len = 127; }, "seq_len");
-  expect_rejected(T::InContextRecall, [](MadSetting& s) { s.seq_len = 2; }, "seq_len");
-  expect_rejected(T::InContextRecall, [](MadSetting& s) { s.vocab_size = 1; }, "vocab_size");
-  expect_rejected(T::InContextRecall, [](MadSetting& s) { s.num_train = 0; }, "num_train");
-  expect_rejected(T::InContextRecall, [](MadSetting& s) { s.num_test = -5; }, "num_test");
-  expect_rejected(T::InContextRecall, [](MadSetting& s) { s.multi_query = false; }, "multi_query");
-  expect_rejected(T::InContextRecall, [](MadSetting& s) { s.frac_noise = 0.2; }, "frac_noise");
-  expect_rejected(T::InContextRecall, [](MadSetting& s) { s.k_motif_size = 3; }, "k_motif_size");
-  expect_rejected(T::InContextRecall, [](MadSetting& s) { s.num_tokens_to_copy = 4; },
-                  "num_tokens_to_copy");
-  expect_rejected(T::NoisyInContextRecall, [](MadSetting& s) { s.frac_noise = 1.5; }, "frac_noise");
-  expect_rejected(T::NoisyInContextRecall, [](MadSetting& s) { s.frac_noise = -0.1; }, "frac_noise");
-  expect_rejected(T::NoisyInContextRecall, [](MadSetting& s) { s.frac_noise = 1.0; }, "frac_noise");
-  expect_rejected(T::NoisyInContextRecall, [](MadSetting& s) { s.noise_vocab_size = 0; },
-                  "noise_vocab_size");
-  expect_rejected(T::NoisyInContextRecall, [](MadSetting& s) { s.noise_vocab_size = 31; },
-                  "noise_vocab_size");
-  expect_rejected(T::FuzzyInContextRecall, [](MadSetting& s) { s.vocab_size = 6; }, "vocab_size");
-  expect_rejected(T::FuzzyInContextRecall, [](MadSetting& s) { s.seq_len = 12; }, "seq_len");
-  expect_rejected(T::FuzzyInContextRecall, [](MadSetting& s) { s.v_motif_size = 0; }, "v_motif_size");
-  expect_rejected(T::FuzzyInContextRecall, [](MadSetting& s) { s.noise_vocab_size = 2; },
-                  "noise_vocab_size");
-  expect_rejected(T::SelectiveCopying, [](MadSetting& s) { s.seq_len = 33; }, "seq_len");
-  expect_rejected(T::SelectiveCopying, [](MadSetting& s) { s.num_tokens_to_copy = 0; },
-                  "num_tokens_to_copy");
-  expect_rejected(T::SelectiveCopying, [](MadSetting& s) { s.vocab_size = 2; }, "vocab_size");
-  expect_rejected(T::Compression, [](MadSetting& s) { s.seq_len = 1; }, "seq_len");
-  expect_rejected(T::Memorization, [](MadSetting& s) { s.seq_len = 31; }, "seq_len");
-  expect_rejected(T::Memorization, [](MadSetting& s) { s.vocab_size = 2; }, "vocab_size");
+  expect_rejected(
+      T::InContextRecall, [](MadSetting& s) { s.seq_len = 127; }, "seq_len");
+  expect_rejected(
+      T::InContextRecall, [](MadSetting& s) { s.seq_len = 2; }, "seq_len");
+  expect_rejected(
+      T::InContextRecall, [](MadSetting& s) { s.vocab_size = 1; }, "vocab_size");
+  expect_rejected(
+      T::InContextRecall, [](MadSetting& s) { s.num_train = 0; }, "num_train");
+  expect_rejected(
+      T::InContextRecall, [](MadSetting& s) { s.num_test = -5; }, "num_test");
+  expect_rejected(
+      T::InContextRecall, [](MadSetting& s) { s.multi_query = false; }, "multi_query");
+  expect_rejected(
+      T::InContextRecall, [](MadSetting& s) { s.frac_noise = 0.2; }, "frac_noise");
+  expect_rejected(
+      T::InContextRecall, [](MadSetting& s) { s.k_motif_size = 3; }, "k_motif_size");
+  expect_rejected(
+      T::InContextRecall, [](MadSetting& s) { s.num_tokens_to_copy = 4; }, "num_tokens_to_copy");
+  expect_rejected(
+      T::NoisyInContextRecall, [](MadSetting& s) { s.frac_noise = 1.5; }, "frac_noise");
+  expect_rejected(
+      T::NoisyInContextRecall, [](MadSetting& s) { s.frac_noise = -0.1; }, "frac_noise");
+  expect_rejected(
+      T::NoisyInContextRecall, [](MadSetting& s) { s.frac_noise = 1.0; }, "frac_noise");
+  expect_rejected(
+      T::NoisyInContextRecall, [](MadSetting& s) { s.noise_vocab_size = 0; }, "noise_vocab_size");
+  expect_rejected(
+      T::NoisyInContextRecall, [](MadSetting& s) { s.noise_vocab_size = 31; }, "noise_vocab_size");
+  expect_rejected(
+      T::FuzzyInContextRecall, [](MadSetting& s) { s.vocab_size = 6; }, "vocab_size");
+  expect_rejected(
+      T::FuzzyInContextRecall, [](MadSetting& s) { s.seq_len = 12; }, "seq_len");
+  expect_rejected(
+      T::FuzzyInContextRecall, [](MadSetting& s) { s.v_motif_size = 0; }, "v_motif_size");
+  expect_rejected(
+      T::FuzzyInContextRecall, [](MadSetting& s) { s.noise_vocab_size = 2; }, "noise_vocab_size");
+  expect_rejected(
+      T::SelectiveCopying, [](MadSetting& s) { s.seq_len = 33; }, "seq_len");
+  expect_rejected(
+      T::SelectiveCopying, [](MadSetting& s) { s.num_tokens_to_copy = 0; }, "num_tokens_to_copy");
+  expect_rejected(
+      T::SelectiveCopying, [](MadSetting& s) { s.vocab_size = 2; }, "vocab_size");
+  expect_rejected(
+      T::Compression, [](MadSetting& s) { s.seq_len = 1; }, "seq_len");
+  expect_rejected(
+      T::Memorization, [](MadSetting& s) { s.seq_len = 31; }, "seq_len");
+  expect_rejected(
+      T::Memorization, [](MadSetting& s) { s.vocab_size = 2; }, "vocab_size");
 
   // The smallest legal layouts are accepted.
   MadSetting copying = baseline_setting(T::SelectiveCopying);
@@ -383,8 +395,7 @@ TEST(MadStream, test_set_continues_the_training_stream) {
     const MadData joint = generate(baseline_with_rows(task, 70, 5));
     const MadData split = generate(baseline_with_rows(task, 50, 20));
     EXPECT_EQ(split.test.inputs, rows_slice(joint.train.inputs, joint.train, 50, 20)) << task_name(task);
-    EXPECT_EQ(split.test.targets, rows_slice(joint.train.targets, joint.train, 50, 20))
-        << task_name(task);
+    EXPECT_EQ(split.test.targets, rows_slice(joint.train.targets, joint.train, 50, 20)) << task_name(task);
   }
 }
 
@@ -406,8 +417,7 @@ TEST(MadRecall, reproduces_the_icr_worked_example) {
   EXPECT_EQ(train.inputs, input);
   EXPECT_EQ(test.inputs, input);
   EXPECT_EQ(train.targets, (std::vector<int32_t>{14, 7, 8, 1, 14, 7, 8, 1, 14, 4, 14}));
-  EXPECT_EQ(test.targets,
-            (std::vector<int32_t>{IGN, IGN, IGN, IGN, IGN, IGN, 8, IGN, 14, IGN, 14}));
+  EXPECT_EQ(test.targets, (std::vector<int32_t>{IGN, IGN, IGN, IGN, IGN, IGN, 8, IGN, 14, IGN, 14}));
 }
 
 TEST(MadRecall, reproduces_the_noisy_worked_example) {
@@ -419,8 +429,7 @@ TEST(MadRecall, reproduces_the_noisy_worked_example) {
   const MadRow test = recall_row(s, sequence, false);
   EXPECT_EQ(train.inputs, (std::vector<int32_t>{13, 10, 8, 9, 3, 6, 2, 6, 2, 6, 3}));
   EXPECT_EQ(train.targets, (std::vector<int32_t>{10, 8, 9, 3, 6, 2, 6, 2, 6, 3, 6}));
-  EXPECT_EQ(test.targets,
-            (std::vector<int32_t>{IGN, IGN, IGN, IGN, IGN, IGN, IGN, IGN, 6, IGN, 6}));
+  EXPECT_EQ(test.targets, (std::vector<int32_t>{IGN, IGN, IGN, IGN, IGN, IGN, IGN, IGN, 6, IGN, 6}));
   // A probe slot made of noise, or a mixed slot, does not fit the layout.
   EXPECT_THROW(recall_row(s, {13, 10, 8, 9, 3, 6, 2, 6, 2, 6, 9, 9}, false), hnas::ConfigError);
   EXPECT_THROW(recall_row(s, {13, 1, 8, 9, 3, 6, 2, 6, 2, 6, 3, 6}, false), hnas::ConfigError);
@@ -438,9 +447,8 @@ struct PairRecallStats {
 // paired with the same key earlier in the row; a position is scored exactly when its key
 // occurred before, or it is the final probe.
 ::testing::AssertionResult check_pair_recall_test_row(const std::vector<int32_t>& input,
-                                                      const std::vector<int32_t>& target,
-                                                      int32_t num_kv_ids, int32_t vocab_size,
-                                                      PairRecallStats& stats) {
+                                                      const std::vector<int32_t>& target, int32_t num_kv_ids,
+                                                      int32_t vocab_size, PairRecallStats& stats) {
   const int32_t half = num_kv_ids / 2;
   std::map<int32_t, int32_t> value_of;
   const size_t n = input.size();
@@ -467,8 +475,8 @@ struct PairRecallStats {
     const auto earlier = value_of.find(first);
     if (earlier != value_of.end()) {
       if (target[t] != earlier->second) {
-        return ::testing::AssertionFailure() << "target " << target[t] << " at " << t << " for key "
-                                             << first << ", earlier value " << earlier->second;
+        return ::testing::AssertionFailure() << "target " << target[t] << " at " << t << " for key " << first
+                                             << ", earlier value " << earlier->second;
       }
       ++stats.scored;
     } else if (last) {
@@ -491,8 +499,7 @@ struct PairRecallStats {
 
 // Training rows: the shift of one sequence, no IGN, one value per key within a row.
 ::testing::AssertionResult check_pair_recall_train_row(const std::vector<int32_t>& input,
-                                                       const std::vector<int32_t>& target,
-                                                       int32_t num_kv_ids) {
+                                                       const std::vector<int32_t>& target, int32_t num_kv_ids) {
   const size_t n = input.size();
   for (size_t t = 0; t + 1 < n; ++t) {
     if (target[t] != input[t + 1]) return ::testing::AssertionFailure() << "not shifted at " << t;
@@ -516,8 +523,7 @@ TEST(MadRecall, icr_baseline_scores_repeated_keys_and_is_fast) {
   const MadSetting s = baseline_setting(MadTask::InContextRecall);
   const auto start = std::chrono::steady_clock::now();
   const MadData data = generate(s);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(seconds, 1.0) << "baseline ICR (14080 rows) took " << seconds << " s";
 
   ASSERT_EQ(data.train.num_rows, 12800);
@@ -529,8 +535,7 @@ TEST(MadRecall, icr_baseline_scores_repeated_keys_and_is_fast) {
   }
   PairRecallStats stats;
   for (int64_t r = 0; r < data.test.num_rows; ++r) {
-    ASSERT_TRUE(check_pair_recall_test_row(input_row(data.test, r), target_row(data.test, r), 16,
-                                           16, stats))
+    ASSERT_TRUE(check_pair_recall_test_row(input_row(data.test, r), target_row(data.test, r), 16, 16, stats))
         << "test row " << r;
   }
   const double mean_scored = double(stats.scored) / double(stats.rows);
@@ -545,8 +550,7 @@ TEST(MadRecall, icr_vocab_change_moves_the_value_range) {
   const MadData data = generate(s);
   PairRecallStats stats;
   for (int64_t r = 0; r < data.test.num_rows; ++r) {
-    ASSERT_TRUE(check_pair_recall_test_row(input_row(data.test, r), target_row(data.test, r), 64,
-                                           64, stats))
+    ASSERT_TRUE(check_pair_recall_test_row(input_row(data.test, r), target_row(data.test, r), 64, 64, stats))
         << "test row " << r;
   }
   // With 32 keys some are still new late in the row, so fewer than 63-32+1 are scored.
@@ -569,8 +573,7 @@ TEST(MadRecall, noisy_baseline_has_the_spec_noise_share) {
   }
   PairRecallStats stats;
   for (int64_t r = 0; r < data.test.num_rows; ++r) {
-    ASSERT_TRUE(check_pair_recall_test_row(input_row(data.test, r), target_row(data.test, r), 16,
-                                           32, stats))
+    ASSERT_TRUE(check_pair_recall_test_row(input_row(data.test, r), target_row(data.test, r), 16, 32, stats))
         << "test row " << r;
   }
   const double train_share = double(train_stats.noise_tokens) / double(train_stats.tokens);
@@ -588,8 +591,7 @@ TEST(MadRecall, noisy_high_noise_change_keeps_the_layout) {
   const MadData data = generate(s);
   PairRecallStats stats;
   for (int64_t r = 0; r < data.test.num_rows; ++r) {
-    ASSERT_TRUE(check_pair_recall_test_row(input_row(data.test, r), target_row(data.test, r), 128,
-                                           144, stats))
+    ASSERT_TRUE(check_pair_recall_test_row(input_row(data.test, r), target_row(data.test, r), 128, 144, stats))
         << "test row " << r;
   }
   EXPECT_NEAR(double(stats.noise_tokens) / double(stats.tokens), 2 * 0.8 * 62 / 127.0, 0.02);
@@ -605,10 +607,10 @@ TEST(MadFuzzyRecall, reproduces_the_training_worked_example) {
   }
   ASSERT_EQ(sequence.size(), 25u);
   const MadRow row = recall_row(s, sequence, true);
-  EXPECT_EQ(row.inputs, (std::vector<int32_t>{15, 15, 15, 15, 15, 15, 4, 5, 13, 10, 2, 4, 11, 7,
-                                              10, 3, 13, 14, 1, 3, 14, 12, 3, 13}));
-  EXPECT_EQ(row.targets, (std::vector<int32_t>{15, 15, 15, 15, 15, 4, 5, 13, 10, 2, 4, 11, 7, 10,
-                                               3, 13, 14, 1, 3, 14, 12, 3, 13, 14}));
+  EXPECT_EQ(row.inputs, (std::vector<int32_t>{15, 15, 15, 15, 15, 15, 4, 5, 13, 10, 2, 4,
+                                              11, 7,  10, 3,  13, 14, 1, 3, 14, 12, 3, 13}));
+  EXPECT_EQ(row.targets, (std::vector<int32_t>{15, 15, 15, 15, 15, 4, 5, 13, 10, 2, 4,  11,
+                                               7,  10, 3,  13, 14, 1, 3, 14, 12, 3, 13, 14}));
   // As a test row: key (3) first at S[15] (values 16-17), (1 3) is a different key, and
   // the final probe (3) at S[22] repeats it, so its values S[23..24] are scored at 22, 23.
   const MadRow test = recall_row(s, sequence, false);
@@ -624,8 +626,8 @@ TEST(MadFuzzyRecall, reproduces_the_test_worked_example) {
   for (int32_t t : {2, 3, 5, 11, 12, 8, 5, 2, 0, 8, 13, 11, 5, 2, 0, 8, 13, 11}) sequence.push_back(t);
   ASSERT_EQ(sequence.size(), 25u);
   const MadRow row = recall_row(s, sequence, false);
-  EXPECT_EQ(row.inputs, (std::vector<int32_t>{15, 15, 15, 15, 15, 15, 15, 2, 3, 5, 11, 12, 8, 5,
-                                              2, 0, 8, 13, 11, 5, 2, 0, 8, 13}));
+  EXPECT_EQ(row.inputs,
+            (std::vector<int32_t>{15, 15, 15, 15, 15, 15, 15, 2, 3, 5, 11, 12, 8, 5, 2, 0, 8, 13, 11, 5, 2, 0, 8, 13}));
   std::vector<int32_t> expected(24, IGN);
   expected[21] = 8;
   expected[22] = 13;
@@ -645,8 +647,8 @@ struct Motif {
 
 // Splits a fuzzy input row into motif pairs after the left pads. The last pair's value is
 // cut by the shift (0-2 of its tokens are visible).
-::testing::AssertionResult parse_fuzzy_row(const std::vector<int32_t>& input, int32_t vocab_size,
-                                           size_t& num_pads, std::vector<Motif>& pairs) {
+::testing::AssertionResult parse_fuzzy_row(const std::vector<int32_t>& input, int32_t vocab_size, size_t& num_pads,
+                                           std::vector<Motif>& pairs) {
   const int32_t half = (vocab_size - 1) / 2;
   const int32_t pad = vocab_size - 1;
   size_t pos = 0;

@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
-#include "support/test_support.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/data/token_dataset.hpp"
 #include "hnas/data/token_shard.hpp"
 #include "hnas/io/h5.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 
@@ -35,8 +35,7 @@ constexpr int64_t kVocab = 257;
 // Fails the test unless `message` contains every fragment.
 void expect_mentions(const std::string& message, const std::vector<std::string>& fragments) {
   for (const std::string& fragment : fragments) {
-    EXPECT_NE(message.find(fragment), std::string::npos)
-        << "missing \"" << fragment << "\" in: " << message;
+    EXPECT_NE(message.find(fragment), std::string::npos) << "missing \"" << fragment << "\" in: " << message;
   }
 }
 
@@ -95,11 +94,12 @@ TEST(BinShard, round_trips_through_the_writer) {
 TEST(ShardWriters, failures_are_io_errors_naming_the_path) {
   TempDir dir;
   const std::string bin = dir.file("no/such/dir/x.bin");
-  expect_mentions(message_of<hnas::IoError>([&] { hnas::data::write_bin_shard(bin, {1, 2}); }),
+  expect_mentions(message_of<hnas::IoError>([&] {
+                    hnas::data::write_bin_shard(bin, {1, 2});
+                  }),
                   {bin, "No such file or directory"});
   const std::string h5 = dir.file("no/such/dir/x.h5");
-  expect_mentions(message_of<hnas::IoError>([&] { hnas::data::write_h5_shard(h5, {1, 2}); }),
-                  {"no/such/dir/x.h5"});
+  expect_mentions(message_of<hnas::IoError>([&] { hnas::data::write_h5_shard(h5, {1, 2}); }), {"no/such/dir/x.h5"});
 }
 
 TEST(BinShard, reads_version_2_uint32_tokens) {
@@ -202,9 +202,8 @@ TEST(H5Shard, bad_inputs_give_input_errors_naming_the_file) {
   TempDir dir;
   const std::string path = dir.file("t.h5");
   hnas::data::write_h5_shard(path, pattern_tokens(10));
-  expect_mentions(
-      message_of<hnas::InputError>([&] { hnas::data::open_token_shard(path + ":/wrong", kVocab); }),
-      {path, "no dataset \"/wrong\""});
+  expect_mentions(message_of<hnas::InputError>([&] { hnas::data::open_token_shard(path + ":/wrong", kVocab); }),
+                  {path, "no dataset \"/wrong\""});
 
   const std::string floats = dir.file("f.h5");
   {
@@ -220,8 +219,7 @@ TEST(H5Shard, bad_inputs_give_input_errors_naming_the_file) {
   expect_mentions(message_of<hnas::InputError>([&] { hnas::data::open_token_shard(text, kVocab); }),
                   {text, "not an HDF5 file"});
 
-  expect_mentions(message_of<hnas::InputError>(
-                      [&] { hnas::data::open_token_shard(dir.file("absent.h5"), kVocab); }),
+  expect_mentions(message_of<hnas::InputError>([&] { hnas::data::open_token_shard(dir.file("absent.h5"), kVocab); }),
                   {dir.file("absent.h5")});
 
   const std::string ids = dir.file("ids.h5");
@@ -232,9 +230,8 @@ TEST(H5Shard, bad_inputs_give_input_errors_naming_the_file) {
   }
   expect_mentions(message_of<hnas::InputError>([&] { hnas::data::open_token_shard(ids, kVocab); }),
                   {ids, "token 999 at position 2"});
-  expect_mentions(
-      message_of<hnas::InputError>([&] { hnas::data::open_token_shard(ids + ":/negative", kVocab); }),
-      {ids, "token -1 at position 1"});
+  expect_mentions(message_of<hnas::InputError>([&] { hnas::data::open_token_shard(ids + ":/negative", kVocab); }),
+                  {ids, "token -1 at position 1"});
 }
 
 // ---- dataset, split and sampler -----------------------------------------------------
@@ -348,8 +345,8 @@ void expect_windows_respect_split(SplitMode mode) {
   for (const ShardRange& t : split.train) {
     for (const ShardRange& v : split.validation) {
       EXPECT_TRUE(t.shard != v.shard || t.end <= v.begin || v.end <= t.begin)
-          << "shard " << t.shard << " train [" << t.begin << ", " << t.end << ") val [" << v.begin
-          << ", " << v.end << ")";
+          << "shard " << t.shard << " train [" << t.begin << ", " << t.end << ") val [" << v.begin << ", " << v.end
+          << ")";
     }
   }
   const int64_t length = sampler.options().seq_len + 1;
@@ -367,13 +364,9 @@ void expect_windows_respect_split(SplitMode mode) {
   }
 }
 
-TEST(WindowSampler, windows_stay_inside_their_split_by_shard) {
-  expect_windows_respect_split(SplitMode::ByShard);
-}
+TEST(WindowSampler, windows_stay_inside_their_split_by_shard) { expect_windows_respect_split(SplitMode::ByShard); }
 
-TEST(WindowSampler, windows_stay_inside_their_split_by_range) {
-  expect_windows_respect_split(SplitMode::ByRange);
-}
+TEST(WindowSampler, windows_stay_inside_their_split_by_range) { expect_windows_respect_split(SplitMode::ByRange); }
 
 TEST(WindowSampler, split_ranges_follow_the_options) {
   const auto corpus = make_corpus();
@@ -424,8 +417,7 @@ TEST(WindowSampler, impossible_options_are_config_errors) {
   expect_mentions(message_of<hnas::ConfigError>([&] { WindowSampler(data, options); }),
                   {"training split", "5001 tokens"});
   options.seq_len = 2600;  // fits shard 0 for training, not the 2500-token validation shard
-  expect_mentions(message_of<hnas::ConfigError>([&] { WindowSampler(data, options); }),
-                  {"validation split"});
+  expect_mentions(message_of<hnas::ConfigError>([&] { WindowSampler(data, options); }), {"validation split"});
   options.num_val_windows = 0;
   EXPECT_TRUE(WindowSampler(data, options).val_windows().empty());
 }

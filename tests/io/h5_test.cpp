@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "support/test_support.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/io/h5.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 
@@ -23,9 +23,7 @@ using hnas::testing::TempDir;
 
 namespace io = hnas::io;
 
-bool contains(const std::string& text, const std::string& fragment) {
-  return text.find(fragment) != std::string::npos;
-}
+bool contains(const std::string& text, const std::string& fragment) { return text.find(fragment) != std::string::npos; }
 
 // Objects HDF5 still has open in `file`, the file itself included.
 ssize_t open_objects(hid_t file) { return H5Fget_obj_count(file, H5F_OBJ_ALL); }
@@ -112,8 +110,7 @@ TEST(H5Helpers, reject_float_datasets_with_a_clear_message) {
   io::H5File file = io::open_file_read_only(path);
   io::H5Dataset d = io::open_dataset(file.get(), "/tokens");
   EXPECT_FALSE(io::is_integer_dataset(d.get()));
-  const std::string message =
-      message_of<hnas::InputError>([&] { io::read_int32_slice(d.get(), 0, 2); });
+  const std::string message = message_of<hnas::InputError>([&] { io::read_int32_slice(d.get(), 0, 2); });
   EXPECT_TRUE(contains(message, "f.h5:/tokens")) << message;
   EXPECT_TRUE(contains(message, "floating-point")) << message;
 }
@@ -137,14 +134,12 @@ TEST(H5Helpers, attributes_round_trip_and_replace) {
   io::H5Type fixed(H5Tcopy(H5T_C_S1));
   ASSERT_GE(H5Tset_size(fixed.get(), 8), 0);
   io::H5Space scalar(H5Screate(H5S_SCALAR));
-  io::H5Attribute attr(
-      H5Acreate2(file.get(), "fixed", fixed.get(), scalar.get(), H5P_DEFAULT, H5P_DEFAULT));
+  io::H5Attribute attr(H5Acreate2(file.get(), "fixed", fixed.get(), scalar.get(), H5P_DEFAULT, H5P_DEFAULT));
   const char text[8] = {'a', 'b', 'c', 0, 0, 0, 0, 0};
   ASSERT_GE(H5Awrite(attr.get(), fixed.get(), text), 0);
   attr.reset();
   EXPECT_EQ(io::read_string_attribute(file.get(), "fixed"), "abc");
-  const std::string missing =
-      message_of<hnas::InputError>([&] { io::read_string_attribute(file.get(), "absent"); });
+  const std::string missing = message_of<hnas::InputError>([&] { io::read_string_attribute(file.get(), "absent"); });
   EXPECT_TRUE(contains(missing, "attr.h5")) << missing;
   EXPECT_TRUE(contains(missing, "no attribute \"absent\"")) << missing;
 }
@@ -177,8 +172,7 @@ TEST(H5Errors, open_failures_name_the_path) {
 
 TEST(H5Errors, check_macro_carries_the_hdf5_error_stack) {
   io::disable_hdf5_error_printing();
-  const std::string message =
-      message_of<hnas::IoError>([] { HNAS_CHECK_H5(H5Dopen2(-1, "/x", H5P_DEFAULT)); });
+  const std::string message = message_of<hnas::IoError>([] { HNAS_CHECK_H5(H5Dopen2(-1, "/x", H5P_DEFAULT)); });
   EXPECT_TRUE(contains(message, "H5Dopen2(-1, \"/x\", H5P_DEFAULT)")) << message;
   EXPECT_TRUE(contains(message, "h5_test.cpp")) << message;
   EXPECT_TRUE(contains(message, "HDF5 error stack:\n  #000:")) << message;
@@ -203,8 +197,7 @@ TEST(H5Errors, lock_failure_names_the_environment_variable) {
   const int fd = ::open(path.c_str(), O_RDWR);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
-  const std::string message =
-      message_of<hnas::InputError>([&] { io::open_file_read_only(path); });
+  const std::string message = message_of<hnas::InputError>([&] { io::open_file_read_only(path); });
   ::close(fd);
   EXPECT_TRUE(contains(message, path)) << message;
   EXPECT_TRUE(contains(message, "HDF5_USE_FILE_LOCKING=FALSE")) << message;

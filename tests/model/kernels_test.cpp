@@ -63,8 +63,8 @@ void check_rms_norm(const torch::Tensor& x_in, const std::string& what) {
 
 TEST(FusedRmsNorm, matches_reference_on_odd_shapes) {
   torch::manual_seed(1);
-  const std::vector<std::vector<int64_t>> shapes = {{1, 1, 1}, {3, 7, 5}, {2, 33, 129}, {4, 128}, {32, 128, 128},
-                                                    {5, 512},  {300, 16}, {2, 3, 17}};
+  const std::vector<std::vector<int64_t>> shapes = {{1, 1, 1},      {3, 7, 5}, {2, 33, 129}, {4, 128},
+                                                    {32, 128, 128}, {5, 512},  {300, 16},    {2, 3, 17}};
   for (const auto& shape : shapes) {
     std::ostringstream what;
     what << "x " << torch::IntArrayRef(shape);
@@ -112,8 +112,8 @@ void check_swiglu(const torch::Tensor& gate_up_in, const std::string& what) {
 
 TEST(FusedSwiglu, matches_reference_on_odd_shapes) {
   torch::manual_seed(4);
-  const std::vector<std::vector<int64_t>> shapes = {{1, 1, 2}, {3, 7, 10}, {2, 33, 34}, {4, 704},
-                                                    {2, 5, 66}, {64, 32}, {1, 2, 3072}};
+  const std::vector<std::vector<int64_t>> shapes = {{1, 1, 2},  {3, 7, 10}, {2, 33, 34}, {4, 704},
+                                                    {2, 5, 66}, {64, 32},   {1, 2, 3072}};
   for (const auto& shape : shapes) {
     std::ostringstream what;
     what << "gate_up " << torch::IntArrayRef(shape);
@@ -191,10 +191,10 @@ void check_attention(const AttentionCase& c, const torch::Tensor& qkv_in) {
 TEST(FusedAttention, matches_reference_on_many_shapes) {
   torch::manual_seed(6);
   const std::vector<AttentionCase> cases = {
-      {1, 1, 2, 1, 8},        {3, 7, 6, 2, 6},          {2, 33, 4, 4, 2},  // T=1, H=6/KV=2, MHA with D=2
-      {2, 33, 4, 1, 8},       {1, 17, 3, 1, 16},        {2, 128, 16, 4, 8},   // MQA, search scale
-      {1, 100, 4, 2, 64},     {1, 40, 2, 2, 32},        {1, 20, 2, 1, 128},  {1, 257, 2, 1, 8},
-      {2, 48, 4, 2, 8, 4.0},  {1, 64, 2, 1, 64, 3.0},   {3, 16, 2, 2, 4}};
+      {1, 1, 2, 1, 8},       {3, 7, 6, 2, 6},        {2, 33, 4, 4, 2},    // T=1, H=6/KV=2, MHA with D=2
+      {2, 33, 4, 1, 8},      {1, 17, 3, 1, 16},      {2, 128, 16, 4, 8},  // MQA, search scale
+      {1, 100, 4, 2, 64},    {1, 40, 2, 2, 32},      {1, 20, 2, 1, 128}, {1, 257, 2, 1, 8},
+      {2, 48, 4, 2, 8, 4.0}, {1, 64, 2, 1, 64, 3.0}, {3, 16, 2, 2, 4}};
   for (const auto& c : cases) {
     const int64_t width = (c.heads + 2 * c.kv_heads) * c.head_dim;
     check_attention(c, randn({c.batch, c.seq, width}, c.stddev));

@@ -17,7 +17,7 @@
 namespace hnas::bench {
 namespace {
 
-constexpr size_t kHeader = 64;             // keeps the data 64-byte aligned, as c10's allocator
+constexpr size_t kHeader = 64;  // keeps the data 64-byte aligned, as c10's allocator
 constexpr size_t kHugePage = 2 << 20;
 
 size_t round_size(size_t n) {

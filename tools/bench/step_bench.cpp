@@ -33,7 +33,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
 
 arch::ModelShape make_shape(int64_t d_model, int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t hidden,
                             int64_t vocab, int64_t seq_len) {
@@ -104,19 +106,32 @@ Options parse_options(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (arg == "--threads") o.threads = std::stoi(value());
-    else if (arg == "--steps") o.steps = std::stoi(value());
-    else if (arg == "--warmup") o.warmup = std::stoi(value());
-    else if (arg == "--rounds") o.rounds = std::stoi(value());
-    else if (arg == "--shape") o.shape = value();
-    else if (arg == "--python") o.python = value();
-    else if (arg == "--no-python") o.run_python = false;
-    else if (arg == "--no-reference") o.reference = false;
-    else if (arg == "--no-fused-adamw") o.fused_adamw = false;
-    else if (arg == "--keep-environment") o.keep_environment = true;
-    else if (arg == "--breakdown") o.breakdown = true;
-    else if (arg == "--profile-ops") o.profile_ops = true;
-    else if (arg == "--caching-allocator") o.caching_allocator = true;
+    if (arg == "--threads")
+      o.threads = std::stoi(value());
+    else if (arg == "--steps")
+      o.steps = std::stoi(value());
+    else if (arg == "--warmup")
+      o.warmup = std::stoi(value());
+    else if (arg == "--rounds")
+      o.rounds = std::stoi(value());
+    else if (arg == "--shape")
+      o.shape = value();
+    else if (arg == "--python")
+      o.python = value();
+    else if (arg == "--no-python")
+      o.run_python = false;
+    else if (arg == "--no-reference")
+      o.reference = false;
+    else if (arg == "--no-fused-adamw")
+      o.fused_adamw = false;
+    else if (arg == "--keep-environment")
+      o.keep_environment = true;
+    else if (arg == "--breakdown")
+      o.breakdown = true;
+    else if (arg == "--profile-ops")
+      o.profile_ops = true;
+    else if (arg == "--caching-allocator")
+      o.caching_allocator = true;
     else if (arg == "--zero-grad") {
       const std::string mode = value();
       if (mode != "none" && mode != "memset") {
@@ -240,9 +255,9 @@ void time_cpp(Impl& impl, int steps) {
 // `python <shape> key=value ...` line.
 void time_python(Impl& impl, const BenchShape& shape, const Options& o, int steps, int64_t expect_params) {
   std::ostringstream cmd;
-  cmd << o.python << " " << HNAS_SOURCE_DIR << "/tools/bench/step_reference.py --shape " << shape.name
-      << " --threads " << o.threads << " --steps " << steps << " --warmup " << o.warmup
-      << " --expect-params " << expect_params << " 2>&1";
+  cmd << o.python << " " << HNAS_SOURCE_DIR << "/tools/bench/step_reference.py --shape " << shape.name << " --threads "
+      << o.threads << " --steps " << steps << " --warmup " << o.warmup << " --expect-params " << expect_params
+      << " 2>&1";
   FILE* pipe = popen(cmd.str().c_str(), "r");
   if (!pipe) {
     std::fprintf(stderr, "step_bench: cannot run %s\n", cmd.str().c_str());
@@ -345,8 +360,8 @@ void print_table(const BenchShape& b, const std::vector<ImplResult>& results, do
   std::printf("\n== %s: %s %s, seq %ld x batch %ld = %ld tokens/step\n", b.name.c_str(), b.arch.c_str(),
               b.shape.describe().c_str(), static_cast<long>(b.seq_len), static_cast<long>(b.batch),
               static_cast<long>(b.tokens()));
-  std::printf("   %ld parameters, %.3f MFLOP/token forward, %.2f GFLOP/step (3 x forward)\n",
-              static_cast<long>(params), 1e-6 * fwd_flops, 1e-9 * step_flops);
+  std::printf("   %ld parameters, %.3f MFLOP/token forward, %.2f GFLOP/step (3 x forward)\n", static_cast<long>(params),
+              1e-6 * fwd_flops, 1e-9 * step_flops);
   double python_s = 0;
   for (const auto& r : results)
     if (r.name == "python eager") python_s = r.seconds;
@@ -366,10 +381,11 @@ void print_table(const BenchShape& b, const std::vector<ImplResult>& results, do
   for (const auto& r : results) {
     if (!r.has_phases) continue;
     const auto& p = r.phases;
-    std::printf("   %-16s phases (ms): zero_grad %.1f | forward %.1f | loss %.1f | backward %.1f | clip %.1f | adamw %.1f"
-                " | %.0f page faults/step\n",
-                r.name.c_str(), 1e3 * p.zero_grad, 1e3 * p.forward, 1e3 * p.loss, 1e3 * p.backward, 1e3 * p.clip,
-                1e3 * p.optimizer, r.faults_per_step);
+    std::printf(
+        "   %-16s phases (ms): zero_grad %.1f | forward %.1f | loss %.1f | backward %.1f | clip %.1f | adamw %.1f"
+        " | %.0f page faults/step\n",
+        r.name.c_str(), 1e3 * p.zero_grad, 1e3 * p.forward, 1e3 * p.loss, 1e3 * p.backward, 1e3 * p.clip,
+        1e3 * p.optimizer, r.faults_per_step);
   }
   std::fflush(stdout);
 }
@@ -495,8 +511,9 @@ int main(int argc, char** argv) {
   std::printf("   environment:%s\n", env.empty() ? " (no threading or BLAS variables set)" : env.c_str());
   if (o.caching_allocator) std::printf("   C++ runs use the caching CPU allocator (--caching-allocator)\n");
   if (core == "Prescott")
-    std::printf("   note: OpenBLAS runs its generic SSE3 kernels (--keep-environment, or no better core "
-                "type for this CPU); both sides are ~2.5x slower in their matrix products\n");
+    std::printf(
+        "   note: OpenBLAS runs its generic SSE3 kernels (--keep-environment, or no better core "
+        "type for this CPU); both sides are ~2.5x slower in their matrix products\n");
   std::fflush(stdout);
 
   bool any = false;
@@ -513,9 +530,10 @@ int main(int argc, char** argv) {
   }
   const double peak = *std::max_element(peaks.begin(), peaks.end());
   const double slowest = *std::min_element(peaks.begin(), peaks.end());
-  std::printf("\nsgemm peak %.1f GFLOP/s (best of %zu measurements, the lowest %.1f); "
-              "model FLOP/s = 3 x forward FLOPs/token x tokens/s\n",
-              1e-9 * peak, peaks.size(), 1e-9 * slowest);
+  std::printf(
+      "\nsgemm peak %.1f GFLOP/s (best of %zu measurements, the lowest %.1f); "
+      "model FLOP/s = 3 x forward FLOPs/token x tokens/s\n",
+      1e-9 * peak, peaks.size(), 1e-9 * slowest);
   for (const auto& [shape, results] : tables)
     bench::print_table(shape, results, peak, arch::count_parameters(shape.genome(), shape.shape).total);
   const int cpus = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Shared by the step benchmark's files: the benchmark shapes, the timed training step
-// (the trainer's step without its bookkeeping) and the profiling reports of step_profile.cpp and the allocator of caching_allocator.cpp.
+// (the trainer's step without its bookkeeping) and the profiling reports of step_profile.cpp and the allocator of
+// caching_allocator.cpp.
 #pragma once
 
 #include <torch/torch.h>
@@ -57,15 +58,14 @@ enum class Optimizer {
 /// clip the gradient norm to 1.0, AdamW.
 class StepRunner {
  public:
-  StepRunner(const BenchShape& shape, model::Kernels kernels, Optimizer optimizer, ZeroGrad zero_grad,
-             uint64_t seed);
+  StepRunner(const BenchShape& shape, model::Kernels kernels, Optimizer optimizer, ZeroGrad zero_grad, uint64_t seed);
   PhaseTimes step();
   int64_t num_parameters() const { return model_->num_parameters(); }
   double last_loss() const { return last_loss_; }
 
  private:
   model::HybridModel model_{nullptr};
-  std::unique_ptr<torch::optim::AdamW> optimizer_;    // Optimizer::Torch
+  std::unique_ptr<torch::optim::AdamW> optimizer_;      // Optimizer::Torch
   std::unique_ptr<train::FusedAdamW> fused_optimizer_;  // Optimizer::Fused
   std::vector<torch::Tensor> parameters_;
   std::vector<std::pair<torch::Tensor, torch::Tensor>> batches_;

@@ -24,7 +24,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -76,15 +78,15 @@ std::vector<Piece> make_pieces(const BenchShape& b, model::Kernels kernels) {
   auto add_norm = [&](const std::string& group, int64_t calls) {
     model::RmsNorm norm(s.d_model, s.norm_eps, kernels);
     auto x = leaf(s.d_model);
-    pieces.push_back({group, "rms_norm", calls, [norm, x]() mutable { return norm->forward(x); },
-                      with_params({x}, *norm)});
+    pieces.push_back(
+        {group, "rms_norm", calls, [norm, x]() mutable { return norm->forward(x); }, with_params({x}, *norm)});
   };
   auto add_linear = [&](const std::string& group, const std::string& name, int64_t calls, int64_t in, int64_t out,
                         bool bias) {
     torch::nn::Linear linear(torch::nn::LinearOptions(in, out).bias(bias));
     auto x = leaf(in);
-    pieces.push_back({group, name, calls, [linear, x]() mutable { return linear->forward(x); },
-                      with_params({x}, *linear)});
+    pieces.push_back(
+        {group, name, calls, [linear, x]() mutable { return linear->forward(x); }, with_params({x}, *linear)});
   };
 
   if (num_attention > 0) {
@@ -94,8 +96,11 @@ std::vector<Piece> make_pieces(const BenchShape& b, model::Kernels kernels) {
     add_norm("attention", num_attention);
     add_linear("attention", "qkv linear", num_attention, s.d_model, qkv_width, s.attention_bias);
     auto qkv = leaf(qkv_width);
-    pieces.push_back({"attention", "causal_attention", num_attention,
-                      [=]() { return model::causal_attention(qkv, shape, *rope, kernels); }, {qkv}});
+    pieces.push_back({"attention",
+                      "causal_attention",
+                      num_attention,
+                      [=]() { return model::causal_attention(qkv, shape, *rope, kernels); },
+                      {qkv}});
     add_linear("attention", "out linear", num_attention, attn_width, s.d_model, s.attention_bias);
   }
   if (num_mlp > 0) {
@@ -121,8 +126,11 @@ std::vector<Piece> make_pieces(const BenchShape& b, model::Kernels kernels) {
     auto logits = leaf(s.vocab_size);
     auto targets = torch::randint(s.vocab_size, {b.batch, b.seq_len});
     const double n = static_cast<double>(b.tokens());
-    pieces.push_back({"embed+head", "cross_entropy", 1,
-                      [=]() { return train::summed_cross_entropy(logits, targets) / n; }, {logits}});
+    pieces.push_back({"embed+head",
+                      "cross_entropy",
+                      1,
+                      [=]() { return train::summed_cross_entropy(logits, targets) / n; },
+                      {logits}});
   }
   return pieces;
 }
@@ -211,7 +219,7 @@ void print_op_profile(StepRunner& runner, const BenchShape& b, int steps, int to
     double child_us;
   };
   std::map<std::tuple<std::string, std::string, std::string>, OpStat> by_shape;  // (phase, op, shapes)
-  std::map<std::pair<std::string, std::string>, OpStat> by_op;                    // (phase, op or gemm site)
+  std::map<std::pair<std::string, std::string>, OpStat> by_op;                   // (phase, op or gemm site)
   std::map<std::string, double> phase_self;
   for (const auto& list : lists) {
     std::vector<Frame> stack;
@@ -267,7 +275,8 @@ void print_op_profile(StepRunner& runner, const BenchShape& b, int steps, int to
       if (key.first == phase) ops.emplace_back(stat.self_us, key.second);
     std::sort(ops.rbegin(), ops.rend());
     std::printf("   %-10s %8.1f ms:", phase.c_str(), self * scale);
-    for (size_t i = 0; i < ops.size() && i < 8; ++i) std::printf(" %s %.1f,", ops[i].second.c_str(), ops[i].first * scale);
+    for (size_t i = 0; i < ops.size() && i < 8; ++i)
+      std::printf(" %s %.1f,", ops[i].second.c_str(), ops[i].first * scale);
     std::printf("\n");
   }
   std::fflush(stdout);

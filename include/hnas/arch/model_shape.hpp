@@ -22,16 +22,16 @@ struct ModelShape {
   int64_t vocab_size = 16;
   int64_t d_model = 128;
   int64_t num_heads = 16;
-  int64_t num_kv_heads = 16;   ///< grouped-query attention when < num_heads
-  int64_t head_dim = 8;        ///< num_heads * head_dim need not equal d_model
-  int64_t mlp_hidden = 352;    ///< SwiGLU inner size
+  int64_t num_kv_heads = 16;  ///< grouped-query attention when < num_heads
+  int64_t head_dim = 8;       ///< num_heads * head_dim need not equal d_model
+  int64_t mlp_hidden = 352;   ///< SwiGLU inner size
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
   bool attention_bias = false;  ///< biases on the QKV and output projections
   bool head_bias = false;       ///< bias on the LM head (untied heads only)
   bool tie_embeddings = false;  ///< LM head shares the token embedding
   Backbone backbone = Backbone::LanguageModel;
-  int64_t max_seq_len = 128;    ///< AutoEncoder decoder length (ignored by the LM)
+  int64_t max_seq_len = 128;  ///< AutoEncoder decoder length (ignored by the LM)
 
   /// Throws ConfigError naming the first inconsistent field (e.g. heads % kv_heads != 0).
   void validate() const;

@@ -21,8 +21,8 @@ enum class Primitive : uint8_t {
 
 struct PrimitiveInfo {
   Primitive id;
-  char letter;               ///< upper-case letter used in architecture strings
-  const char* name;          ///< e.g. "attention"
+  char letter;       ///< upper-case letter used in architecture strings
+  const char* name;  ///< e.g. "attention"
   const char* description;
   /// Parameters of one residual sublayer of this primitive (its pre-norm included).
   int64_t (*parameters)(const ModelShape& shape);

@@ -21,21 +21,21 @@ enum class Command { Help, Version, Evaluate };
 /// What `hnas evaluate` runs: one architecture on MAD tasks or on a token dataset.
 struct EvaluateOptions {
   arch::Genome genome;
-  arch::ModelShape shape;                ///< vocabulary and lengths are set per task/dataset
+  arch::ModelShape shape;  ///< vocabulary and lengths are set per task/dataset
   model::Kernels kernels = model::Kernels::Fused;
   model::InitScheme init = model::InitScheme::Mad;
-  bool on_tokens = false;                ///< --data given: token dataset instead of MAD
+  bool on_tokens = false;  ///< --data given: token dataset instead of MAD
   train::MadEvaluationOptions mad;
   train::TokenEvaluationOptions tokens;
-  int threads = 0;                       ///< intra-op threads (0: SLURM_CPUS_PER_TASK or all cores)
-  bool dry_run = false;                  ///< validate and print the plan, train nothing
-  std::string effective_ini;             ///< every key with its effective value, re-loadable
+  int threads = 0;            ///< intra-op threads (0: SLURM_CPUS_PER_TASK or all cores)
+  bool dry_run = false;       ///< validate and print the plan, train nothing
+  std::string effective_ini;  ///< every key with its effective value, re-loadable
 };
 
 struct Invocation {
   Command command = Command::Help;
   EvaluateOptions evaluate;
-  std::string help;                      ///< usage text for Command::Help
+  std::string help;  ///< usage text for Command::Help
 };
 
 /// Parses argv (argv[1] is the command). Throws ConfigError with every problem found,

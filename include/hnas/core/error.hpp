@@ -11,9 +11,9 @@ namespace hnas {
 /// Process exit codes; job scripts turn these into requeue decisions.
 enum ExitCode : int {
   kExitOk = 0,
-  kExitInternal = 1,     ///< a bug or an unexpected library failure
-  kExitConfig = 2,       ///< bad configuration, arguments or input: do not requeue
-  kExitResumable = 75,   ///< stopped early (signal, time limit) with durable state
+  kExitInternal = 1,    ///< a bug or an unexpected library failure
+  kExitConfig = 2,      ///< bad configuration, arguments or input: do not requeue
+  kExitResumable = 75,  ///< stopped early (signal, time limit) with durable state
 };
 
 /// Base of every hnas error.

@@ -42,12 +42,12 @@ struct MadSetting {
   int64_t seq_len = 0;     ///< L
   int64_t num_train = 0;
   int64_t num_test = 1280;
-  double frac_noise = 0.0;           ///< noisy recall: probability in [0, 1) that a slot is noise
-  int64_t noise_vocab_size = 0;      ///< noisy recall: N ids at the top of the vocabulary
-  int64_t num_tokens_to_copy = 0;    ///< selective copying: n
-  int64_t k_motif_size = 1;          ///< fuzzy recall: longest key motif
-  int64_t v_motif_size = 1;          ///< fuzzy recall: longest value motif
-  bool multi_query = true;           ///< only multi-query recall is implemented
+  double frac_noise = 0.0;         ///< noisy recall: probability in [0, 1) that a slot is noise
+  int64_t noise_vocab_size = 0;    ///< noisy recall: N ids at the top of the vocabulary
+  int64_t num_tokens_to_copy = 0;  ///< selective copying: n
+  int64_t k_motif_size = 1;        ///< fuzzy recall: longest key motif
+  int64_t v_motif_size = 1;        ///< fuzzy recall: longest value motif
+  bool multi_query = true;         ///< only multi-query recall is implemented
   uint64_t seed = 12345;
 
   /// Short unique description, e.g. "in-context-recall vs=16 sl=128 nt=12800"; task
@@ -130,8 +130,7 @@ struct MadRow {
 /// Training: (S[0:-1], S[1:]). Test: (S[0:-1], T[1:]) where T holds a pair's values if
 /// its key occurred earlier in S, the final probe's values always, and IGN elsewhere.
 /// Throws ConfigError if S does not fit the setting's layout.
-MadRow recall_row(const MadSetting& setting, const std::vector<int32_t>& sequence,
-                  bool is_training);
+MadRow recall_row(const MadSetting& setting, const std::vector<int32_t>& sequence, bool is_training);
 
 /// Selective-copying row from the n data tokens and the number of blanks placed before
 /// each of them (their sum must be L-2n-1): blanks and data, the copy token, n blanks;
@@ -145,7 +144,6 @@ MadRow selective_copying_row(const MadSetting& setting, const std::vector<int32_
 std::vector<int32_t> memorization_map(const MadSetting& setting);
 
 /// Memorization row from L/2 keys: (key, insert) inputs, (IGN, map[key]) targets.
-MadRow memorization_row(const MadSetting& setting, const std::vector<int32_t>& map,
-                        const std::vector<int32_t>& keys);
+MadRow memorization_row(const MadSetting& setting, const std::vector<int32_t>& map, const std::vector<int32_t>& keys);
 
 }  // namespace hnas::data

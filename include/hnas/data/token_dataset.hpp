@@ -73,9 +73,7 @@ DataSplit split_dataset(const TokenDataset& dataset, const SplitOptions& options
 struct Window {
   size_t shard = 0;
   int64_t offset = 0;
-  bool operator==(const Window& other) const {
-    return shard == other.shard && offset == other.offset;
-  }
+  bool operator==(const Window& other) const { return shard == other.shard && offset == other.offset; }
 };
 
 /// A batch of windows: inputs[b * seq_len + t] = token offset + t of window b, and

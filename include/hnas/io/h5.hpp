@@ -39,7 +39,8 @@ void disable_hdf5_error_printing();
 std::string take_error_stack();
 
 /// Evaluates an HDF5 call returning herr_t, hid_t, htri_t or ssize_t and returns its
-/// result; a negative result (failure) throws IoError naming the expression and location, followed by the HDF5 error stack:
+/// result; a negative result (failure) throws IoError naming the expression and location, followed by the HDF5 error
+/// stack:
 ///   H5Dataset d(HNAS_CHECK_H5(H5Dopen2(file.get(), "/x", H5P_DEFAULT)));
 #define HNAS_CHECK_H5(expr) ::hnas::io::detail::check_h5((expr), #expr, __FILE__, __LINE__)
 
@@ -130,8 +131,8 @@ std::vector<int32_t> read_int32_slice(hid_t dataset, hsize_t offset, hsize_t cou
 
 /// Options for write_dataset_1d.
 struct DatasetOptions {
-  hsize_t chunk = 0;        ///< elements per chunk; 0 writes a contiguous dataset
-  int deflate_level = 0;    ///< 1..9 enables gzip (needs chunk > 0); 0 stores uncompressed
+  hsize_t chunk = 0;      ///< elements per chunk; 0 writes a contiguous dataset
+  int deflate_level = 0;  ///< 1..9 enables gzip (needs chunk > 0); 0 stores uncompressed
 };
 
 /// Creates 1-D dataset `name` under `location` (missing intermediate groups are created)

@@ -42,8 +42,7 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, K
 at::Tensor swiglu(const at::Tensor& gate_up, Kernels kernels);
 /// Causal self-attention with rotary embedding applied to queries and keys.
 /// qkv: [B, T, (H + 2 KV) * D]; returns [B, T, H * D]. Softmax scale 1/sqrt(D).
-at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope,
-                            Kernels kernels);
+at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope, Kernels kernels);
 
 namespace reference {
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);

@@ -19,20 +19,20 @@ namespace hnas::train {
 
 struct MadEvaluationOptions {
   std::vector<data::MadTask> tasks = data::all_tasks();
-  bool all_settings = false;      ///< the 66-setting benchmark; else each task's baseline only
-  int64_t num_train = 0;          ///< training instances per setting (0: the setting's own)
+  bool all_settings = false;  ///< the 66-setting benchmark; else each task's baseline only
+  int64_t num_train = 0;      ///< training instances per setting (0: the setting's own)
   int64_t num_test = 1280;
-  int64_t seq_len = 0;            ///< override of every setting's sequence length (0: keep)
+  int64_t seq_len = 0;  ///< override of every setting's sequence length (0: keep)
   int64_t epochs = 200;
   int64_t batch_size = 128;
   std::vector<double> learning_rates{5e-4};
   std::vector<double> weight_decays{0.0};
   double target_accuracy = 0.999;
-  uint64_t data_seed = 12345;     ///< MAD's seed for the generators
-  uint64_t init_seed = 0;         ///< model initialisation and shuffling
+  uint64_t data_seed = 12345;  ///< MAD's seed for the generators
+  uint64_t init_seed = 0;      ///< model initialisation and shuffling
   model::Kernels kernels = model::Kernels::Fused;
   model::InitScheme init = model::InitScheme::Mad;
-  TrainerOptions trainer;         ///< betas, clipping, schedule kind, warm-up, min lr, logging
+  TrainerOptions trainer;  ///< betas, clipping, schedule kind, warm-up, min lr, logging
 };
 
 struct MadRun {
@@ -41,26 +41,26 @@ struct MadRun {
   RunStatus status = RunStatus::Completed;
   int64_t steps = 0;
   double seconds = 0;
-  EvalMetrics best;               ///< the lowest-perplexity evaluation (zeros if none)
+  EvalMetrics best;  ///< the lowest-perplexity evaluation (zeros if none)
   std::vector<CurvePoint> curve;
 };
 
 struct MadSettingResult {
   data::MadSetting setting;
-  std::vector<MadRun> runs;       ///< one per grid cell
-  size_t best_run = 0;            ///< highest accuracy
-  double accuracy = 0;            ///< best run's macro test accuracy
+  std::vector<MadRun> runs;  ///< one per grid cell
+  size_t best_run = 0;       ///< highest accuracy
+  double accuracy = 0;       ///< best run's macro test accuracy
 };
 
 struct MadTaskScore {
   data::MadTask task;
-  double score = 0;               ///< mean accuracy over the task's settings
+  double score = 0;  ///< mean accuracy over the task's settings
 };
 
 struct MadEvaluation {
   std::vector<MadSettingResult> settings;
   std::vector<MadTaskScore> tasks;
-  double objective = 0;           ///< mean of the task scores: higher is better
+  double objective = 0;  ///< mean of the task scores: higher is better
   bool any_diverged = false;
   double seconds = 0;
 };

@@ -18,7 +18,7 @@ constexpr int64_t kIgnoreIndex = data::kIgnoreIndex;
 
 /// Sums over one batch, to be merged across batches (and later across ranks).
 struct BatchMetrics {
-  double loss_sum = 0;        ///< summed cross-entropy over scored tokens
+  double loss_sum = 0;  ///< summed cross-entropy over scored tokens
   int64_t scored_tokens = 0;
   int64_t correct_tokens = 0;
   double macro_accuracy = 0;  ///< this batch's macro accuracy (0 if nothing scored)
@@ -33,9 +33,9 @@ BatchMetrics batch_metrics(const at::Tensor& logits, const at::Tensor& targets);
 class MetricsAccumulator {
  public:
   void add(const BatchMetrics& batch, int64_t batch_rows);
-  double loss() const;                ///< mean cross-entropy per scored token
+  double loss() const;  ///< mean cross-entropy per scored token
   double micro_accuracy() const;
-  double macro_accuracy() const;      ///< MAD's test accuracy
+  double macro_accuracy() const;  ///< MAD's test accuracy
   double mean_batch_perplexity() const;
   int64_t scored_tokens() const { return scored_tokens_; }
 

@@ -17,8 +17,8 @@ const char* schedule_name(ScheduleKind kind);
 struct LrSchedule {
   ScheduleKind kind = ScheduleKind::Cosine;
   double peak_lr = 5e-4;
-  double min_lr = 1e-6;         ///< reached at the last step (cosine, WSD)
-  int64_t warmup_steps = 0;     ///< linear ramp from peak/warmup to peak
+  double min_lr = 1e-6;      ///< reached at the last step (cosine, WSD)
+  int64_t warmup_steps = 0;  ///< linear ramp from peak/warmup to peak
   int64_t total_steps = 1;
   double decay_fraction = 0.2;  ///< WSD: the last fraction of steps decays linearly to min_lr
 

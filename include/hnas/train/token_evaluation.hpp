@@ -23,14 +23,14 @@ struct TokenEvaluationOptions {
   int64_t batch_size = 16;
   int64_t steps = 200;
   int64_t eval_every = 50;
-  int64_t val_windows = 64;              ///< fixed validation windows, the same for every candidate
+  int64_t val_windows = 64;  ///< fixed validation windows, the same for every candidate
   double lr = 1e-3;
   double weight_decay = 0.1;
   uint64_t data_seed = 1234;
   uint64_t init_seed = 0;
   model::Kernels kernels = model::Kernels::Fused;
   model::InitScheme init = model::InitScheme::Llama;
-  TrainerOptions trainer;                ///< schedule kind, warm-up, betas, clipping, logging
+  TrainerOptions trainer;  ///< schedule kind, warm-up, betas, clipping, logging
 };
 
 struct TokenEvaluation {
