@@ -5,6 +5,7 @@
 
 #include "hnas/core/log.hpp"
 #include "hnas/train/mad_evaluation.hpp"
+#include "hnas/train/throughput.hpp"
 
 namespace {
 
@@ -51,3 +52,11 @@ TEST(MadLearning, attention_learns_in_context_recall_and_mlp_only_does_not) {
 }
 
 }  // namespace
+
+// Runs in the environment hnas itself runs in (BLAS kernels, OpenMP wait policy, allocator).
+int main(int argc, char** argv) {
+  hnas::train::restart_with_launch_environment(argv);
+  hnas::train::keep_freed_memory();
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
