@@ -16,7 +16,9 @@ if(NOT TARGET hnas_hdf5)
   target_compile_definitions(hnas_hdf5 INTERFACE ${HDF5_C_DEFINITIONS} ${HDF5_DEFINITIONS})
 endif()
 
-# NCCL: AUTO builds it when CUDA LibTorch and NCCL are both found; ON fails loudly otherwise.
+# NCCL: AUTO builds it when a CUDA LibTorch, the CUDA toolkit and NCCL are all found; ON
+# needs only the toolkit and NCCL (the code then compiles and links against a CPU LibTorch
+# too) and fails loudly without them.
 set(HNAS_NCCL_ENABLED OFF)
 if(NOT HNAS_WITH_NCCL STREQUAL "OFF")
   find_path(NCCL_INCLUDE_DIR nccl.h HINTS ENV NCCL_HOME ENV CUDA_HOME /usr/local/cuda PATH_SUFFIXES include)
@@ -29,7 +31,11 @@ if(NOT HNAS_WITH_NCCL STREQUAL "OFF")
   if(NOT CUDAToolkit_FOUND)
     list(APPEND _nccl_missing "the CUDA toolkit (set CUDA_HOME or CUDAToolkit_ROOT)")
   endif()
+  if(HNAS_WITH_NCCL STREQUAL "AUTO" AND NOT TORCH_CUDA_LIBRARIES)
+    list(APPEND _nccl_missing "a CUDA build of LibTorch")
+  endif()
   if(_nccl_missing)
+    string(JOIN ", " _nccl_missing ${_nccl_missing})
     if(HNAS_WITH_NCCL STREQUAL "ON")
       message(FATAL_ERROR "HNAS_WITH_NCCL=ON but these were not found: ${_nccl_missing}")
     endif()
