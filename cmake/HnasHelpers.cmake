@@ -37,6 +37,18 @@ function(hnas_use_torch_pch target)
   target_precompile_headers(${target} REUSE_FROM hnas_torch_pch)
 endfunction()
 
+# The executable of a test: its sources, GoogleTest, tests/ on the include path (for
+# support/), and the shared LibTorch header when TORCH is set.
+function(hnas_test_executable name torch)
+  add_executable(${name} ${ARGN})
+  target_link_libraries(${name} PRIVATE GTest::gtest)
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
+  target_compile_options(${name} PRIVATE ${HNAS_WARNINGS})
+  if(torch)
+    hnas_use_torch_pch(${name})
+  endif()
+endfunction()
+
 # hnas_add_test(NAME <name> SRCS ... DEPS ... [LABELS ...] [TIMEOUT s] [TORCH] [OWN_MAIN])
 # OWN_MAIN: the sources define main() instead of linking GoogleTest's.
 function(hnas_add_test)
@@ -47,35 +59,25 @@ function(hnas_add_test)
   if(NOT ARG_LABELS)
     set(ARG_LABELS unit)
   endif()
-  add_executable(${ARG_NAME} ${ARG_SRCS})
-  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest)
+  hnas_test_executable(${ARG_NAME} "${ARG_TORCH}" ${ARG_SRCS})
+  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS})
   if(NOT ARG_OWN_MAIN)
     target_link_libraries(${ARG_NAME} PRIVATE GTest::gtest_main)
   endif()
-  target_include_directories(${ARG_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
-  target_compile_options(${ARG_NAME} PRIVATE ${HNAS_WARNINGS})
-  if(ARG_TORCH)
-    hnas_use_torch_pch(${ARG_NAME})
-  endif()
   add_test(NAME ${ARG_NAME} COMMAND ${ARG_NAME})
-  set_tests_properties(${ARG_NAME} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
-                       ENVIRONMENT "HNAS_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data")
+  set_tests_properties(${ARG_NAME} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
 endfunction()
 
 # hnas_add_mpi_test(NAME <name> NUM_PROCS n SRCS ... DEPS ... [TIMEOUT s] [TORCH])
 # Runs under mpiexec; root and oversubscription are allowed so it runs in containers and CI.
+# The sources define main() (MPI must be initialised before GoogleTest runs).
 function(hnas_add_mpi_test)
   cmake_parse_arguments(ARG "TORCH" "NAME;NUM_PROCS;TIMEOUT" "SRCS;DEPS" ${ARGN})
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 180)
   endif()
-  add_executable(${ARG_NAME} ${ARG_SRCS})
-  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest)
-  target_include_directories(${ARG_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
-  target_compile_options(${ARG_NAME} PRIVATE ${HNAS_WARNINGS})
-  if(ARG_TORCH)
-    hnas_use_torch_pch(${ARG_NAME})
-  endif()
+  hnas_test_executable(${ARG_NAME} "${ARG_TORCH}" ${ARG_SRCS})
+  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS})
   add_test(NAME ${ARG_NAME}
            COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${ARG_NUM_PROCS}
                    --oversubscribe --allow-run-as-root ${MPIEXEC_PREFLAGS}
