@@ -7,23 +7,34 @@
 #include "hnas/core/check.hpp"
 #include "hnas/core/log.hpp"
 #include "hnas/train/fused_adamw.hpp"
+#include "hnas/train/fused_cross_entropy.hpp"
 #include "hnas/train/metrics.hpp"
 
 namespace hnas::train {
 
 const char* run_status_name(RunStatus status) {
   switch (status) {
-    case RunStatus::Completed: return "completed";
-    case RunStatus::ReachedTarget: return "reached_target";
-    case RunStatus::Diverged: return "diverged";
-    case RunStatus::TimedOut: return "timed_out";
-    case RunStatus::Stopped: return "stopped";
-    case RunStatus::OutOfMemory: return "out_of_memory";
+    case RunStatus::Completed:
+      return "completed";
+    case RunStatus::ReachedTarget:
+      return "reached_target";
+    case RunStatus::Diverged:
+      return "diverged";
+    case RunStatus::TimedOut:
+      return "timed_out";
+    case RunStatus::Stopped:
+      return "stopped";
+    case RunStatus::OutOfMemory:
+      return "out_of_memory";
   }
   return "?";
 }
 
 torch::Tensor summed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets) {
+  // CPU float32 (the usual case): one pass for the loss and its gradient.
+  if (fused_cross_entropy_applies_to(logits)) {
+    return fused_summed_cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), kIgnoreIndex);
+  }
   return torch::nn::functional::cross_entropy(
       logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
       torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex).reduction(torch::kSum));
@@ -33,9 +44,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // AdamW over two groups: matrices (and embeddings) decay, norm gains and biases do not.
 // CPU float32 models use FusedAdamW (one pass, clipping folded in); anything else, e.g.
@@ -50,9 +59,8 @@ class Optimizer {
       fusable &= p.device().is_cpu() && p.scalar_type() == torch::kFloat32 && p.is_contiguous();
     }
     if (fusable) {
-      fused_ = std::make_unique<FusedAdamW>(
-          std::vector<FusedAdamWGroup>{{decay, o.weight_decay}, {no_decay, 0.0}},
-          FusedAdamWOptions{o.schedule.peak_lr, o.beta1, o.beta2, o.adam_eps});
+      fused_ = std::make_unique<FusedAdamW>(std::vector<FusedAdamWGroup>{{decay, o.weight_decay}, {no_decay, 0.0}},
+                                            FusedAdamWOptions{o.schedule.peak_lr, o.beta1, o.beta2, o.adam_eps});
       return;
     }
     parameters_ = model->parameters();
@@ -183,10 +191,10 @@ TrainResult train_model(model::HybridModel& model, BatchSource& data, const Eval
       if (o.log_every > 0 && (step % o.log_every == 0 || step + 1 == o.schedule.total_steps)) {
         const double sps = timer.seconds_per_step();
         const double tokens_per_s = sps > 0 ? static_cast<double>(batch.inputs.numel()) / sps : 0;
-        std::string line = log::format("%s step %ld/%ld | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s",
-                                       o.label.c_str(), static_cast<long>(step + 1),
-                                       static_cast<long>(o.schedule.total_steps), loss_sum, lr, grad_norm,
-                                       1e3 * sps, tokens_per_s);
+        std::string line =
+            log::format("%s step %ld/%ld | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s", o.label.c_str(),
+                        static_cast<long>(step + 1), static_cast<long>(o.schedule.total_steps), loss_sum, lr, grad_norm,
+                        1e3 * sps, tokens_per_s);
         if (o.peak_flops > 0 && o.train_flops_per_token > 0)
           line += log::format(" | MFU %.1f%%", 100.0 * tokens_per_s * o.train_flops_per_token / o.peak_flops);
         line += " | ETA " + log::format_duration(sps * static_cast<double>(o.schedule.total_steps - step - 1));

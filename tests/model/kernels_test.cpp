@@ -194,7 +194,8 @@ TEST(FusedAttention, matches_reference_on_many_shapes) {
       {1, 1, 2, 1, 8},       {3, 7, 6, 2, 6},        {2, 33, 4, 4, 2},    // T=1, H=6/KV=2, MHA with D=2
       {2, 33, 4, 1, 8},      {1, 17, 3, 1, 16},      {2, 128, 16, 4, 8},  // MQA, search scale
       {1, 100, 4, 2, 64},    {1, 40, 2, 2, 32},      {1, 20, 2, 1, 128}, {1, 257, 2, 1, 8},
-      {2, 48, 4, 2, 8, 4.0}, {1, 64, 2, 1, 64, 3.0}, {3, 16, 2, 2, 4}};
+      {2, 48, 4, 2, 8, 4.0}, {1, 64, 2, 1, 64, 3.0}, {3, 16, 2, 2, 4},
+      {1, 45, 4, 2, 48},     {1, 70, 2, 1, 112}};  // register tiles of 32 + 16 and 64 + 32 + 16 columns
   for (const auto& c : cases) {
     const int64_t width = (c.heads + 2 * c.kv_heads) * c.head_dim;
     check_attention(c, randn({c.batch, c.seq, width}, c.stddev));
@@ -270,16 +271,22 @@ TEST(FusedKernels, results_do_not_depend_on_the_thread_count) {
   const model::AttentionShape shape{4, 2, 8};
   const auto rope = model::make_rope_table(37, 8, 10000.0, torch::TensorOptions());
   const auto qkv_data = randn({3, 37, 64});
+  // Head dim 32 takes the register-tiled backward.
+  const model::AttentionShape wide_shape{4, 2, 32};
+  const auto wide_rope = model::make_rope_table(37, 32, 10000.0, torch::TensorOptions());
+  const auto wide_data = randn({3, 37, 256});
   const auto x_data = randn({300, 48});
   auto run = [&](int threads) {
     at::set_num_threads(threads);
     auto qkv = qkv_data.clone().requires_grad_(true);
+    auto wide = wide_data.clone().requires_grad_(true);
     auto x = x_data.clone().requires_grad_(true);
     auto w = torch::linspace(0.5, 1.5, 48).requires_grad_(true);
     auto out = model::fused::causal_attention(qkv, shape, rope);
+    auto wide_out = model::fused::causal_attention(wide, wide_shape, wide_rope);
     auto y = model::fused::swiglu(model::fused::rms_norm(x, w, 1e-5));
-    (out.pow(2).sum() + y.pow(2).sum()).backward();
-    return std::vector<torch::Tensor>{out, qkv.grad(), y, x.grad(), w.grad()};
+    (out.pow(2).sum() + wide_out.pow(2).sum() + y.pow(2).sum()).backward();
+    return std::vector<torch::Tensor>{out, qkv.grad(), wide_out, wide.grad(), y, x.grad(), w.grad()};
   };
   ThreadCountGuard guard;
   const auto one = run(1);

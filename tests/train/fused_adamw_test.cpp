@@ -84,7 +84,8 @@ TEST(FusedAdamW, matches_torch_adamw_with_two_decay_groups) {
   // The moments agree too (what a checkpoint would store).
   auto& state = torch_adamw.state();
   for (size_t i = 0; i < reference.size(); ++i) {
-    auto& s = static_cast<torch::optim::AdamWParamState&>(*state.at(c10::guts::to_string(reference[i].unsafeGetTensorImpl())));
+    auto& s = static_cast<torch::optim::AdamWParamState&>(
+        *state.at(c10::guts::to_string(reference[i].unsafeGetTensorImpl())));
     expect_close(fused.exp_avg(i), s.exp_avg(), "exp_avg " + std::to_string(i));
     expect_close(fused.exp_avg_sq(i), s.exp_avg_sq(), "exp_avg_sq " + std::to_string(i));
     EXPECT_EQ(fused.step_count(i), s.step());

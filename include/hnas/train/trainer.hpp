@@ -50,22 +50,22 @@ enum class RunStatus {
 const char* run_status_name(RunStatus status);
 
 struct TrainerOptions {
-  LrSchedule schedule;               ///< schedule.total_steps is the number of steps
+  LrSchedule schedule;  ///< schedule.total_steps is the number of steps
   double beta1 = 0.9;
   double beta2 = 0.999;
   double adam_eps = 1e-8;
   double weight_decay = 0.0;
   bool decay_norms_and_biases = false;  ///< MAD-lab decays every parameter; Llama recipes do not
-  double grad_clip = 1.0;            ///< max global gradient norm; 0 disables clipping
-  int64_t micro_batches = 1;         ///< gradient accumulation: each batch is split into this many
-  int64_t eval_every = 0;            ///< steps between evaluations (0: only at the end)
-  double target_accuracy = 0;        ///< stop when evaluation accuracy >= this (0: never)
-  double max_seconds = 0;            ///< wall-clock budget (0: none)
-  int64_t log_every = 0;             ///< steps between progress lines (0: silent)
-  double train_flops_per_token = 0;  ///< for throughput and MFU (about 3x forward)
-  double peak_flops = 0;             ///< device peak FLOP/s for MFU (0: MFU not shown)
-  std::string label;                 ///< prefix of progress lines
-  std::function<bool()> should_stop; ///< polled at every step boundary
+  double grad_clip = 1.0;               ///< max global gradient norm; 0 disables clipping
+  int64_t micro_batches = 1;            ///< gradient accumulation: each batch is split into this many
+  int64_t eval_every = 0;               ///< steps between evaluations (0: only at the end)
+  double target_accuracy = 0;           ///< stop when evaluation accuracy >= this (0: never)
+  double max_seconds = 0;               ///< wall-clock budget (0: none)
+  int64_t log_every = 0;                ///< steps between progress lines (0: silent)
+  double train_flops_per_token = 0;     ///< for throughput and MFU (about 3x forward)
+  double peak_flops = 0;                ///< device peak FLOP/s for MFU (0: MFU not shown)
+  std::string label;                    ///< prefix of progress lines
+  std::function<bool()> should_stop;    ///< polled at every step boundary
 };
 
 struct CurvePoint {
@@ -82,8 +82,8 @@ struct EvalPoint {
 
 struct TrainResult {
   RunStatus status = RunStatus::Completed;
-  int64_t steps = 0;            ///< optimisation steps taken
-  int64_t tokens = 0;           ///< input tokens processed
+  int64_t steps = 0;   ///< optimisation steps taken
+  int64_t tokens = 0;  ///< input tokens processed
   double seconds = 0;
   std::vector<CurvePoint> curve;  ///< training loss at every step
   std::vector<EvalPoint> evals;

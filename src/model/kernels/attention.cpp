@@ -77,8 +77,7 @@ inline void rope_forward(const float* x, const float* cos, const float* sin, int
 }
 
 /// dx = rotate^T(dy) * scale: the gradient through rope_forward.
-inline void rope_backward(const float* dy, const float* cos, const float* sin, int64_t half, float scale,
-                          float* dx) {
+inline void rope_backward(const float* dy, const float* cos, const float* sin, int64_t half, float scale, float* dx) {
   for (int64_t d = 0; d < half; ++d) {
     const float dy1 = dy[d], dy2 = dy[d + half];
     dx[d] = (dy1 * cos[d] + dy2 * sin[d]) * scale;
@@ -93,17 +92,21 @@ inline Vec mask_keys_after_rows(const Vec& v, int64_t j_minus_i0, float fill) {
   return detail::lane_index() >= limit ? v : detail::splat(fill);
 }
 
-/// st[j] (lanes = rows) = sum_d kr[j][d] * qt[d] for j < jend (a multiple of 8), masked
-/// causally for the rows i0..i0+15; returns the running lane-wise max.
-Vec block_scores(const float* kr, const float* qt, int64_t dim, int64_t i0, int64_t jend, float* st) {
-  constexpr int kKeys = 8;
+/// Keys per panel of the packed rotated keys in the forward.
+constexpr int kKeyPanel = 8;
+
+/// st[j] (lanes = rows) = sum_d k[j][d] * qt[d] for j < jend (a multiple of 8), masked
+/// causally for the rows i0..i0+15; returns the running lane-wise max. The keys come in
+/// [D][kKeyPanel] panels, so the broadcasts of one panel share a pointer.
+Vec block_scores(const float* kp, const float* qt, int64_t dim, int64_t i0, int64_t jend, float* st) {
+  constexpr int kKeys = kKeyPanel;
   Vec mx = detail::splat(-std::numeric_limits<float>::infinity());
   for (int64_t j = 0; j < jend; j += kKeys) {
     Vec acc[kKeys] = {};
-    const float* k = kr + j * dim;
+    const float* k = kp + j * dim;
     for (int64_t d = 0; d < dim; ++d) {
       const Vec q = detail::load(qt + d * kLanes);
-      for (int jj = 0; jj < kKeys; ++jj) acc[jj] += k[jj * dim + d] * q;
+      for (int jj = 0; jj < kKeys; ++jj) acc[jj] += k[d * kKeys + jj] * q;
     }
     for (int jj = 0; jj < kKeys; ++jj) {
       const Vec s = mask_keys_after_rows(acc[jj], j + jj - i0, -std::numeric_limits<float>::infinity());
@@ -133,12 +136,13 @@ void forward_item(const Dims& dm, const float* qkv, const float* cos, const floa
   const int64_t T = dm.seq, D = dm.head_dim, half = dm.half(), Dp = dm.padded_dim(), Tp = dm.padded_seq();
   const int64_t W = dm.width(), H = dm.heads, KV = dm.kv_heads, G = dm.group();
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  float* kr = arena.take(Tp * D);
+  float* kr = arena.take(Tp * D);  // rotated keys in [D][kKeyPanel] panels
   float* vb = arena.take(Tp * Dp);
   float* qb = arena.take(G * T * D);  // rotated queries times the softmax scale, [G][T][D]
   float* qt = arena.take(D * kLanes);
   float* st = arena.take(Tp * kLanes);
   float* ot = arena.take(Dp * kLanes);
+  float* tmp = arena.take(D);
 
   // One pass over the item's rows of qkv: its G query heads are adjacent, then K, then V.
   const float* base = qkv + b * T * W;
@@ -152,13 +156,18 @@ void forward_item(const Dims& dm, const float* qkv, const float* cos, const floa
     const float* row = base + t * W;
     for (int64_t g = 0; g < G; ++g)
       rope_forward(row + (kvh * G + g) * D, cos + t * half, sin + t * half, half, scale, qb + (g * T + t) * D);
-    rope_forward(row + (H + kvh) * D, cos + t * half, sin + t * half, half, 1.0f, kr + t * D);
+    rope_forward(row + (H + kvh) * D, cos + t * half, sin + t * half, half, 1.0f, tmp);
+    float* k = kr + t / kKeyPanel * kKeyPanel * D + t % kKeyPanel;
+    for (int64_t d = 0; d < D; ++d) k[d * kKeyPanel] = tmp[d];
     const float* v = row + (H + KV + kvh) * D;
     std::copy(v, v + D, vb + t * Dp);
     std::fill(vb + t * Dp + D, vb + (t + 1) * Dp, 0.0f);
   }
   // Keys past T are read by the last 8-key step; zeros keep them finite (and masked).
-  std::fill(kr + T * D, kr + Tp * D, 0.0f);
+  for (int64_t t = T; t < Tp; ++t) {
+    float* k = kr + t / kKeyPanel * kKeyPanel * D + t % kKeyPanel;
+    for (int64_t d = 0; d < D; ++d) k[d * kKeyPanel] = 0.0f;
+  }
   std::fill(vb + T * Dp, vb + Tp * Dp, 0.0f);
 
   for (int64_t g = 0; g < G; ++g) {
@@ -196,11 +205,10 @@ void forward_item(const Dims& dm, const float* qkv, const float* cos, const floa
   }
 }
 
-void attention_forward(const Dims& dm, const float* qkv, const float* cos, const float* sin, float* out,
-                       float* lse) {
+void attention_forward(const Dims& dm, const float* qkv, const float* cos, const float* sin, float* out, float* lse) {
   const int64_t Tp = dm.padded_seq(), D = dm.head_dim, Dp = dm.padded_dim();
   const int64_t arena_size =
-      Arena::size({Tp * D, Tp * Dp, dm.group() * dm.seq * D, D * kLanes, Tp * kLanes, Dp * kLanes});
+      Arena::size({Tp * D, Tp * Dp, dm.group() * dm.seq * D, D * kLanes, Tp * kLanes, Dp * kLanes, D});
   at::parallel_for(0, dm.batch * dm.kv_heads, 1, [&](int64_t begin, int64_t end) {
     Arena arena(arena_size);
     for (int64_t item = begin; item < end; ++item) {
@@ -366,8 +374,7 @@ void backward_item(const Dims& dm, const float* qkv, const float* cos, const flo
   for (int64_t g = 0; g < G; ++g) {
     const int64_t h = kvh * G + g;
     for (int64_t t = 0; t < T; ++t)
-      rope_backward(dq + (g * T + t) * Dp, cos + t * half, sin + t * half, half, scale,
-                    dqkv + (b * T + t) * W + h * D);
+      rope_backward(dq + (g * T + t) * Dp, cos + t * half, sin + t * half, half, scale, dqkv + (b * T + t) * W + h * D);
   }
 }
 
@@ -385,17 +392,22 @@ void backward_item(const Dims& dm, const float* qkv, const float* cos, const flo
 /// Rows per chunk of a key block: its queries, output gradients, dQ rows and strips stay in L1.
 constexpr int64_t kChunkRows = 32;
 
+/// Rows per panel of the packed queries and output gradients in phase A.
+constexpr int64_t kPanelRows = 8;
+
 /// Rows i..i+kRows-1 against the keys j0..j0+15 in lanes: recomputes p and forms
-/// ds = p * (dP - Di), stored as [row][key] strips for phases B and C.
+/// ds = p * (dP - Di), stored as [row][key] strips for phases B and C. The query and output
+/// gradient of row r at column d are qs[d * stride + r] and go[d * stride + r]: packed
+/// [D][kPanelRows] panels keep the broadcasts of all rows on one pointer.
 template <int kRows>
-void block_probs(const float* qs, const float* go, const float* di, const float* ls, int64_t dim, int64_t i,
-                 int64_t j0, const float* kt, const float* vt, float* pb, float* dsb) {
+void block_probs(const float* qs, const float* go, int64_t stride, const float* di, const float* ls, int64_t dim,
+                 int64_t i, int64_t j0, const float* kt, const float* vt, float* pb, float* dsb) {
   Vec s[kRows] = {}, dp[kRows] = {};
   for (int64_t d = 0; d < dim; ++d) {
     const Vec k = detail::load(kt + d * kLanes), v = detail::load(vt + d * kLanes);
     for (int r = 0; r < kRows; ++r) {
-      s[r] += qs[r * dim + d] * k;
-      dp[r] += go[r * dim + d] * v;
+      s[r] += qs[d * stride + r] * k;
+      dp[r] += go[d * stride + r] * v;
     }
   }
   for (int r = 0; r < kRows; ++r) {
@@ -412,8 +424,7 @@ void block_probs(const float* qs, const float* go, const float* di, const float*
 /// acc[jj][c..c+16 kVecs) += sum_i w[i][jj] * x[i][c..) for the 16 keys jj of the block over
 /// `rows` rows; kLanes / kVecs keys at a time, so that the tile is 16 registers.
 template <int kVecs>
-void key_sums(const float* w, const float* x, int64_t dim, int64_t rows, int64_t c, float* acc,
-              int64_t acc_stride) {
+void key_sums(const float* w, const float* x, int64_t dim, int64_t rows, int64_t c, float* acc, int64_t acc_stride) {
   constexpr int kKeys = kLanes / kVecs;
   for (int jt = 0; jt < kLanes; jt += kKeys) {
     Vec a[kKeys][kVecs];
@@ -499,6 +510,8 @@ void backward_item_wide(const Dims& dm, const float* qkv, const float* cos, cons
   float* vt = arena.take(D * kLanes);
   float* dkb = arena.take(kLanes * D);  // dK of the key block, [key][D]
   float* dvb = arena.take(kLanes * D);
+  float* qp = arena.take(G * T * D);  // qs and go in [D][kPanelRows] panels of whole panels
+  float* gp = arena.take(G * T * D);
 
   const float* base = qkv + b * T * W;
   std::fill(kr + T * D, kr + Tp * D, 0.0f);
@@ -521,16 +534,30 @@ void backward_item_wide(const Dims& dm, const float* qkv, const float* cos, cons
       rope_forward(row + (kvh * G + g) * D, cos + t * half, sin + t * half, half, scale, qs + r * D);
       const float* dor = dout + (out_row + g) * D;
       const float* o = out + (out_row + g) * D;
-      float acc = 0.0f;
-      for (int64_t d = 0; d < D; ++d) {
-        go[r * D + d] = dor[d];
-        acc += dor[d] * o[d];
+      // Lane-wise partial sums: a scalar running sum would be one long dependency chain.
+      Vec acc = {};
+      for (int64_t d = 0; d < D; d += kLanes) {
+        const Vec x = detail::load(dor + d);
+        detail::store(go + r * D + d, x);
+        acc += x * detail::load(o + d);
       }
-      di[r] = acc;
+      di[r] = detail::hsum(acc);
       ls[r] = lse[(b * H + kvh * G + g) * T + t];
     }
   }
   std::fill(dq, dq + G * T * D, 0.0f);
+  const int64_t panel_end = T / kPanelRows * kPanelRows;
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t t = 0; t < panel_end; ++t) {
+      const int64_t r = g * T + t;
+      float* q = qp + (g * T + t / kPanelRows * kPanelRows) * D + t % kPanelRows;
+      float* o = gp + (q - qp);
+      for (int64_t d = 0; d < D; ++d) {
+        q[d * kPanelRows] = qs[r * D + d];
+        o[d * kPanelRows] = go[r * D + d];
+      }
+    }
+  }
 
   for (int64_t j0 = 0; j0 < T; j0 += kLanes) {
     const int64_t cols = std::min<int64_t>(kLanes, T - j0);
@@ -547,12 +574,13 @@ void backward_item_wide(const Dims& dm, const float* qkv, const float* cos, cons
         const int64_t rows = std::min<int64_t>(kChunkRows, T - i0);
         const int64_t first = g * T + i0;
         int64_t r = 0;
-        for (; r + 8 <= rows; r += 8) {
-          block_probs<8>(qs + (first + r) * D, go + (first + r) * D, di + first + r, ls + first + r, D, i0 + r, j0,
-                         kt, vt, pb + r * kLanes, dsb + r * kLanes);
+        // i0 is a multiple of kPanelRows, so whole panels start at r = 0.
+        for (; r + kPanelRows <= rows; r += kPanelRows) {
+          block_probs<kPanelRows>(qp + (first + r) * D, gp + (first + r) * D, kPanelRows, di + first + r,
+                                  ls + first + r, D, i0 + r, j0, kt, vt, pb + r * kLanes, dsb + r * kLanes);
         }
         for (; r < rows; ++r) {
-          block_probs<1>(qs + (first + r) * D, go + (first + r) * D, di + first + r, ls + first + r, D, i0 + r, j0,
+          block_probs<1>(qs + (first + r) * D, go + (first + r) * D, 1, di + first + r, ls + first + r, D, i0 + r, j0,
                          kt, vt, pb + r * kLanes, dsb + r * kLanes);
         }
         key_sums(pb, go + first * D, D, rows, dvb, D);
@@ -570,8 +598,7 @@ void backward_item_wide(const Dims& dm, const float* qkv, const float* cos, cons
   for (int64_t g = 0; g < G; ++g) {
     const int64_t h = kvh * G + g;
     for (int64_t t = 0; t < T; ++t)
-      rope_backward(dq + (g * T + t) * D, cos + t * half, sin + t * half, half, scale,
-                    dqkv + (b * T + t) * W + h * D);
+      rope_backward(dq + (g * T + t) * D, cos + t * half, sin + t * half, half, scale, dqkv + (b * T + t) * W + h * D);
   }
 }
 
@@ -583,9 +610,9 @@ void attention_backward(const Dims& dm, const float* qkv, const float* cos, cons
   const bool wide = D % kLanes == 0 && D >= 2 * kLanes;
   const int64_t arena_size =
       wide ? Arena::size({Tp * D, Tp * D, G * T * D, G * T * D, G * T, G * T, G * T * D, kChunkRows * kLanes,
-                          kChunkRows * kLanes, D * kLanes, D * kLanes, kLanes * D, kLanes * D})
-           : Arena::size({Tp * Dp, Tp * D, G * T * D, G * T * D, G * T, G * T, G * T * Dp, G * T * kLanes,
-                          D * kLanes, D * kLanes, D * kLanes, D * kLanes, D});
+                          kChunkRows * kLanes, D * kLanes, D * kLanes, kLanes * D, kLanes * D, G * T * D, G * T * D})
+           : Arena::size({Tp * Dp, Tp * D, G * T * D, G * T * D, G * T, G * T, G * T * Dp, G * T * kLanes, D * kLanes,
+                          D * kLanes, D * kLanes, D * kLanes, D});
   at::parallel_for(0, dm.batch * dm.kv_heads, 1, [&](int64_t begin, int64_t end) {
     Arena arena(arena_size);
     for (int64_t item = begin; item < end; ++item) {

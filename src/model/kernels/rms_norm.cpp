@@ -95,8 +95,8 @@ void rms_norm_backward(const float* x, const float* weight, const float* inv_rms
 
 class RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
  public:
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x_in,
-                            const at::Tensor& weight_in, double eps) {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& weight_in,
+                            double eps) {
     const at::Tensor x = x_in.contiguous();
     const at::Tensor weight = weight_in.contiguous();
     const int64_t width = x.size(-1);
@@ -132,9 +132,7 @@ class RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
 
 namespace fused {
 
-bool applies_to(const at::Tensor& t) {
-  return t.defined() && t.device().is_cpu() && t.scalar_type() == at::kFloat;
-}
+bool applies_to(const at::Tensor& t) { return t.defined() && t.device().is_cpu() && t.scalar_type() == at::kFloat; }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   HNAS_ASSERT(applies_to(x) && applies_to(weight), "fused::rms_norm needs CPU float32 x and weight");
