@@ -190,12 +190,15 @@ void check_attention(const AttentionCase& c, const torch::Tensor& qkv_in) {
 
 TEST(FusedAttention, matches_reference_on_many_shapes) {
   torch::manual_seed(6);
-  const std::vector<AttentionCase> cases = {
-      {1, 1, 2, 1, 8},       {3, 7, 6, 2, 6},        {2, 33, 4, 4, 2},    // T=1, H=6/KV=2, MHA with D=2
-      {2, 33, 4, 1, 8},      {1, 17, 3, 1, 16},      {2, 128, 16, 4, 8},  // MQA, search scale
-      {1, 100, 4, 2, 64},    {1, 40, 2, 2, 32},      {1, 20, 2, 1, 128}, {1, 257, 2, 1, 8},
-      {2, 48, 4, 2, 8, 4.0}, {1, 64, 2, 1, 64, 3.0}, {3, 16, 2, 2, 4},
-      {1, 45, 4, 2, 48},     {1, 70, 2, 1, 112}};  // register tiles of 32 + 16 and 64 + 32 + 16 columns
+  const std::vector<AttentionCase> cases = {{1, 1, 2, 1, 8},       {3, 7, 6, 2, 6},
+                                            {2, 33, 4, 4, 2},  // T=1, H=6/KV=2, MHA with D=2
+                                            {2, 33, 4, 1, 8},      {1, 17, 3, 1, 16},
+                                            {2, 128, 16, 4, 8},  // MQA, search scale
+                                            {1, 100, 4, 2, 64},    {1, 40, 2, 2, 32},
+                                            {1, 20, 2, 1, 128},    {1, 257, 2, 1, 8},
+                                            {2, 48, 4, 2, 8, 4.0}, {1, 64, 2, 1, 64, 3.0},
+                                            {3, 16, 2, 2, 4},      {1, 45, 4, 2, 48},
+                                            {1, 70, 2, 1, 112}};  // register tiles of 32 + 16 and 64 + 32 + 16 columns
   for (const auto& c : cases) {
     const int64_t width = (c.heads + 2 * c.kv_heads) * c.head_dim;
     check_attention(c, randn({c.batch, c.seq, width}, c.stddev));

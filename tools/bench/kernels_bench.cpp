@@ -65,9 +65,10 @@ void report(const char* scale, const char* name, const Op& fused, const Op& refe
   const double reference_ms = best_ms(fwd_bwd(reference, input.clone(), params), reps);
   const double fused_fwd_ms = best_ms(fwd(fused, input), reps);
   const double reference_fwd_ms = best_ms(fwd(reference, input), reps);
-  std::printf("%-7s %-10s fwd+bwd: fused %8.3f ms  reference %8.3f ms  speedup %6.2fx | fwd: %7.3f / %7.3f ms  %6.2fx\n",
-              scale, name, fused_ms, reference_ms, reference_ms / fused_ms, fused_fwd_ms, reference_fwd_ms,
-              reference_fwd_ms / fused_fwd_ms);
+  std::printf(
+      "%-7s %-10s fwd+bwd: fused %8.3f ms  reference %8.3f ms  speedup %6.2fx | fwd: %7.3f / %7.3f ms  %6.2fx\n", scale,
+      name, fused_ms, reference_ms, reference_ms / fused_ms, fused_fwd_ms, reference_fwd_ms,
+      reference_fwd_ms / fused_fwd_ms);
 }
 
 }  // namespace
@@ -84,21 +85,23 @@ int main(int argc, char** argv) {
     if (wanted("rms_norm")) {
       auto weight = torch::ones({s.d_model}).requires_grad_(true);
       auto x = torch::randn({s.batch, s.seq, s.d_model});
-      report(s.name, "rms_norm", [&](const torch::Tensor& t) { return model::fused::rms_norm(t, weight, 1e-5); },
-             [&](const torch::Tensor& t) { return model::reference::rms_norm(t, weight, 1e-5); }, x, {weight}, reps);
+      report(
+          s.name, "rms_norm", [&](const torch::Tensor& t) { return model::fused::rms_norm(t, weight, 1e-5); },
+          [&](const torch::Tensor& t) { return model::reference::rms_norm(t, weight, 1e-5); }, x, {weight}, reps);
     }
     if (wanted("swiglu")) {
       auto gate_up = torch::randn({s.batch, s.seq, 2 * s.hidden});
-      report(s.name, "swiglu", [](const torch::Tensor& t) { return model::fused::swiglu(t); },
-             [](const torch::Tensor& t) { return model::reference::swiglu(t); }, gate_up, {}, reps);
+      report(
+          s.name, "swiglu", [](const torch::Tensor& t) { return model::fused::swiglu(t); },
+          [](const torch::Tensor& t) { return model::reference::swiglu(t); }, gate_up, {}, reps);
     }
     if (wanted("attention")) {
       const model::AttentionShape shape{s.heads, s.kv_heads, s.head_dim};
       const auto rope = model::make_rope_table(s.seq, s.head_dim, 10000.0, torch::TensorOptions());
       auto qkv = torch::randn({s.batch, s.seq, (s.heads + 2 * s.kv_heads) * s.head_dim});
-      report(s.name, "attention", [&](const torch::Tensor& t) { return model::fused::causal_attention(t, shape, rope); },
-             [&](const torch::Tensor& t) { return model::reference::causal_attention(t, shape, rope); }, qkv, {},
-             reps);
+      report(
+          s.name, "attention", [&](const torch::Tensor& t) { return model::fused::causal_attention(t, shape, rope); },
+          [&](const torch::Tensor& t) { return model::reference::causal_attention(t, shape, rope); }, qkv, {}, reps);
     }
   }
   return 0;

@@ -120,8 +120,8 @@ inline int64_t round_up(int64_t n, int64_t multiple) { return (n + multiple - 1)
 class Scratch {
  public:
   explicit Scratch(int64_t count)
-      : data_(static_cast<float*>(::operator new[](static_cast<size_t>(count) * sizeof(float),
-                                                   std::align_val_t{64}))) {}
+      : data_(static_cast<float*>(::operator new[](static_cast<size_t>(count) * sizeof(float), std::align_val_t{64}))) {
+  }
   ~Scratch() { ::operator delete[](data_, std::align_val_t{64}); }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
