@@ -114,15 +114,16 @@ bool is_out_of_memory(const std::exception& e) {
 class StepTimer {
  public:
   void add(double seconds) {
-    ++count_;
-    if (count_ <= 2) return;
+    last_ = seconds;
+    if (++count_ <= 2) return;
     ema_ = ema_ == 0 ? seconds : 0.9 * ema_ + 0.1 * seconds;
   }
-  double seconds_per_step() const { return ema_; }
+  /// The smoothed time once past warm-up; until then the last step's.
+  double seconds_per_step() const { return ema_ > 0 ? ema_ : last_; }
 
  private:
   int64_t count_ = 0;
-  double ema_ = 0;
+  double ema_ = 0, last_ = 0;
 };
 
 }  // namespace
