@@ -79,6 +79,51 @@ void backward_rows(const float* qs, const float* go, const float* di, const floa
   }
 }
 
+/// Gathers one (batch, kv head) item's backward inputs: rotated keys kr [Tp][key_stride]
+/// and values vb [Tp][D], both zero-padded; for the G*T query rows (head-major) the scaled
+/// rotated queries qs and output gradients go [G*T][D], Di = dO . O, and the logsumexp.
+void gather_item(const Dims& dm, const float* qkv, const float* cos, const float* sin, const float* out,
+                 const float* lse, const float* dout, int64_t b, int64_t kvh, float scale, int64_t key_stride,
+                 float* kr, float* vb, float* qs, float* go, float* di, float* ls) {
+  const int64_t T = dm.seq, D = dm.head_dim, half = dm.half(), Tp = dm.padded_seq();
+  const int64_t W = dm.width(), H = dm.heads, KV = dm.kv_heads, G = dm.group();
+  const float* base = qkv + b * T * W;
+  std::fill(kr, kr + Tp * key_stride, 0.0f);
+  std::fill(vb + T * D, vb + Tp * D, 0.0f);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t out_row = (b * T + t) * H + kvh * G;  // first head of the group in out/dout
+    if (t + kPrefetchRows < T) {
+      const float* ahead = base + (t + kPrefetchRows) * W;
+      detail::prefetch(ahead + kvh * G * D, G * D);
+      detail::prefetch(ahead + (H + kvh) * D, D);
+      detail::prefetch(ahead + (H + KV + kvh) * D, D);
+      detail::prefetch(out + (out_row + kPrefetchRows * H) * D, G * D);
+      detail::prefetch(dout + (out_row + kPrefetchRows * H) * D, G * D);
+    }
+    const float* row = base + t * W;
+    rope_forward(row + (H + kvh) * D, cos + t * half, sin + t * half, half, 1.0f, kr + t * key_stride);
+    std::copy(row + (H + KV + kvh) * D, row + (H + KV + kvh + 1) * D, vb + t * D);
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t r = g * T + t;
+      rope_forward(row + (kvh * G + g) * D, cos + t * half, sin + t * half, half, scale, qs + r * D);
+      const float* dor = dout + (out_row + g) * D;
+      const float* o = out + (out_row + g) * D;
+      std::copy(dor, dor + D, go + r * D);
+      if (D % kLanes == 0) {
+        // Lane-wise partial sums: a scalar running sum would be one long dependency chain.
+        Vec acc = {};
+        for (int64_t d = 0; d < D; d += kLanes) acc += detail::load(dor + d) * detail::load(o + d);
+        di[r] = detail::hsum(acc);
+      } else {
+        float acc = 0.0f;
+        for (int64_t d = 0; d < D; ++d) acc += dor[d] * o[d];
+        di[r] = acc;
+      }
+      ls[r] = lse[(b * H + kvh * G + g) * T + t];
+    }
+  }
+}
+
 void backward_item(const Dims& dm, const float* qkv, const float* cos, const float* sin, const float* out,
                    const float* lse, const float* dout, int64_t b, int64_t kvh, float* dqkv, Arena& arena) {
   const int64_t T = dm.seq, D = dm.head_dim, half = dm.half(), Dp = dm.padded_dim(), Tp = dm.padded_seq();
@@ -98,36 +143,7 @@ void backward_item(const Dims& dm, const float* qkv, const float* cos, const flo
   float* dvt = arena.take(D * kLanes);
   float* tmp = arena.take(D);
 
-  const float* base = qkv + b * T * W;
-  std::fill(kr, kr + Tp * Dp, 0.0f);
-  std::fill(vb + T * D, vb + Tp * D, 0.0f);
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t out_row = (b * T + t) * H + kvh * G;  // first head of the group in out/dout
-    if (t + kPrefetchRows < T) {
-      const float* ahead = base + (t + kPrefetchRows) * W;
-      detail::prefetch(ahead + kvh * G * D, G * D);
-      detail::prefetch(ahead + (H + kvh) * D, D);
-      detail::prefetch(ahead + (H + KV + kvh) * D, D);
-      detail::prefetch(out + (out_row + kPrefetchRows * H) * D, G * D);
-      detail::prefetch(dout + (out_row + kPrefetchRows * H) * D, G * D);
-    }
-    const float* row = base + t * W;
-    rope_forward(row + (H + kvh) * D, cos + t * half, sin + t * half, half, 1.0f, kr + t * Dp);
-    std::copy(row + (H + KV + kvh) * D, row + (H + KV + kvh + 1) * D, vb + t * D);
-    for (int64_t g = 0; g < G; ++g) {
-      const int64_t r = g * T + t;
-      rope_forward(row + (kvh * G + g) * D, cos + t * half, sin + t * half, half, scale, qs + r * D);
-      const float* dor = dout + (out_row + g) * D;
-      const float* o = out + (out_row + g) * D;
-      float acc = 0.0f;
-      for (int64_t d = 0; d < D; ++d) {
-        go[r * D + d] = dor[d];
-        acc += dor[d] * o[d];
-      }
-      di[r] = acc;
-      ls[r] = lse[(b * H + kvh * G + g) * T + t];
-    }
-  }
+  gather_item(dm, qkv, cos, sin, out, lse, dout, b, kvh, scale, /*key_stride=*/Dp, kr, vb, qs, go, di, ls);
   std::fill(dq, dq + G * T * Dp, 0.0f);
 
   for (int64_t j0 = 0; j0 < T; j0 += kLanes) {
@@ -308,38 +324,7 @@ void backward_item_wide(const Dims& dm, const float* qkv, const float* cos, cons
   float* qp = arena.take(G * T * D);  // qs and go in [D][kPanelRows] panels of whole panels
   float* gp = arena.take(G * T * D);
 
-  const float* base = qkv + b * T * W;
-  std::fill(kr + T * D, kr + Tp * D, 0.0f);
-  std::fill(vb + T * D, vb + Tp * D, 0.0f);
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t out_row = (b * T + t) * H + kvh * G;  // first head of the group in out/dout
-    if (t + kPrefetchRows < T) {
-      const float* ahead = base + (t + kPrefetchRows) * W;
-      detail::prefetch(ahead + kvh * G * D, G * D);
-      detail::prefetch(ahead + (H + kvh) * D, D);
-      detail::prefetch(ahead + (H + KV + kvh) * D, D);
-      detail::prefetch(out + (out_row + kPrefetchRows * H) * D, G * D);
-      detail::prefetch(dout + (out_row + kPrefetchRows * H) * D, G * D);
-    }
-    const float* row = base + t * W;
-    rope_forward(row + (H + kvh) * D, cos + t * half, sin + t * half, half, 1.0f, kr + t * D);
-    std::copy(row + (H + KV + kvh) * D, row + (H + KV + kvh + 1) * D, vb + t * D);
-    for (int64_t g = 0; g < G; ++g) {
-      const int64_t r = g * T + t;
-      rope_forward(row + (kvh * G + g) * D, cos + t * half, sin + t * half, half, scale, qs + r * D);
-      const float* dor = dout + (out_row + g) * D;
-      const float* o = out + (out_row + g) * D;
-      // Lane-wise partial sums: a scalar running sum would be one long dependency chain.
-      Vec acc = {};
-      for (int64_t d = 0; d < D; d += kLanes) {
-        const Vec x = detail::load(dor + d);
-        detail::store(go + r * D + d, x);
-        acc += x * detail::load(o + d);
-      }
-      di[r] = detail::hsum(acc);
-      ls[r] = lse[(b * H + kvh * G + g) * T + t];
-    }
-  }
+  gather_item(dm, qkv, cos, sin, out, lse, dout, b, kvh, scale, /*key_stride=*/D, kr, vb, qs, go, di, ls);
   std::fill(dq, dq + G * T * D, 0.0f);
   const int64_t panel_end = T / kPanelRows * kPanelRows;
   for (int64_t g = 0; g < G; ++g) {
