@@ -69,7 +69,7 @@ class OptionTable {
 // Raw values as the user wrote them; converted and validated into EvaluateOptions.
 struct RawEvaluate {
   std::string config, arch, task = "in-context-recall", data, kernels = "fused", init = "auto", schedule = "cosine";
-  std::string mad_settings = "baseline", learning_rates = "5e-4", weight_decays = "0", valid;
+  std::string grad_clip = "auto", mad_settings = "baseline", learning_rates = "5e-4", weight_decays = "0", valid;
   bool dry_run = false;
 };
 
@@ -136,8 +136,6 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   RawEvaluate raw;
   o.shape.attention_bias = true;  // MAD-lab's attention has biases on QKV and output
   o.shape.head_bias = true;
-  o.mad.trainer.grad_clip = 0.0;  // MAD-lab does not clip
-  o.tokens.trainer.grad_clip = 1.0;
   bool help = false;
 
   OptionTable table("hnas evaluate options");
@@ -174,7 +172,8 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   table.add("train.eps", &o.mad.trainer.adam_eps, "AdamW epsilon");
   table.add("train.decay_norms_and_biases", &o.mad.trainer.decay_norms_and_biases,
             "apply weight decay to norm gains and biases too (MAD-lab does)");
-  table.add("train.grad_clip", &o.mad.trainer.grad_clip, "max global gradient norm (0: off)");
+  table.add("train.grad_clip", &raw.grad_clip,
+            "max global gradient norm, 0 for off, or auto (0 for MAD tasks as MAD-lab, 1.0 for tokens)");
   table.add("train.micro_batches", &o.mad.trainer.micro_batches, "gradient accumulation: micro-batches per step");
   table.add("train.log_every", &o.mad.trainer.log_every, "steps between progress lines (0: none)");
   table.add("train.max_seconds", &o.mad.trainer.max_seconds, "wall-clock budget per training run (0: none)");
@@ -275,7 +274,13 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   check(t.beta1 >= 0 && t.beta1 < 1, "train.beta1 must be in [0, 1)");
   check(t.beta2 >= 0 && t.beta2 < 1, "train.beta2 must be in [0, 1)");
   check(t.adam_eps > 0, "train.eps must be > 0");
-  check(t.grad_clip >= 0, "train.grad_clip must be >= 0");
+  if (raw.grad_clip == "auto") {
+    o.mad.trainer.grad_clip = on_tokens ? 1.0 : 0.0;
+  } else {
+    const auto clip = parse_numbers("train.grad_clip", raw.grad_clip, problems);
+    o.mad.trainer.grad_clip = clip.empty() ? 0.0 : clip[0];
+    check(clip.size() <= 1 && o.mad.trainer.grad_clip >= 0, "train.grad_clip must be one number >= 0, or auto");
+  }
   check(t.micro_batches >= 1, "train.micro_batches must be >= 1");
   check(t.log_every >= 0, "train.log_every must be >= 0");
   check(t.max_seconds >= 0, "train.max_seconds must be >= 0");

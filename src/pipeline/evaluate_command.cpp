@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "hnas/core/log.hpp"
+#include "hnas/data/token_dataset.hpp"
 #include "hnas/train/throughput.hpp"
 
 namespace hnas::pipeline {
@@ -51,7 +52,14 @@ int run_mad(const cli::EvaluateOptions& o) {
 }
 
 int run_tokens(const cli::EvaluateOptions& o) {
-  if (o.dry_run) return 0;
+  if (o.dry_run) {  // open and validate every shard, train nothing
+    std::vector<std::string> specs = o.tokens.train_paths;
+    specs.insert(specs.end(), o.tokens.valid_paths.begin(), o.tokens.valid_paths.end());
+    const data::TokenDataset dataset(specs, o.tokens.vocab_size);
+    log::info(log::format("dry run: %zu shards, %ld tokens, all below vocab_size %ld", dataset.num_shards(),
+                          static_cast<long>(dataset.num_tokens()), static_cast<long>(o.tokens.vocab_size)));
+    return 0;
+  }
   auto options = o.tokens;
   options.trainer.peak_flops = train::measure_cpu_sgemm_flops();
   const auto result = train::evaluate_tokens(o.genome, o.shape, options);

@@ -98,6 +98,10 @@ TEST(Options, data_switches_to_token_evaluation) {
   EXPECT_EQ(inv.evaluate.tokens.train_paths, (std::vector<std::string>{"a.bin", "b.bin"}));
   EXPECT_EQ(inv.evaluate.tokens.steps, 7);
   EXPECT_EQ(inv.evaluate.tokens.init, hnas::model::InitScheme::Llama);  // init = auto
+  EXPECT_DOUBLE_EQ(inv.evaluate.tokens.trainer.grad_clip, 1.0);         // grad_clip = auto
+  EXPECT_DOUBLE_EQ(parse({"evaluate", "--arch", "AM"}).evaluate.mad.trainer.grad_clip, 0.0);
+  EXPECT_DOUBLE_EQ(parse({"evaluate", "--arch", "AM", "--train.grad_clip=0.5"}).evaluate.mad.trainer.grad_clip, 0.5);
+  EXPECT_NE(error_of({"evaluate", "--arch", "AM", "--train.grad_clip=-1"}).find("train.grad_clip"), std::string::npos);
   EXPECT_EQ(parse({"evaluate", "--arch", "AM"}).evaluate.mad.init, hnas::model::InitScheme::Mad);
   EXPECT_EQ(parse({"evaluate", "--arch", "AM", "--model.init=llama"}).evaluate.mad.init,
             hnas::model::InitScheme::Llama);
