@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The architecture genome: the ordered list of primitives, one per residual sublayer.
 // Written as letters ("AAMMMM") or run-length ("A2M4"); both parse to the same genome.
+// Pure values and functions: callable from any rank or thread.
 #pragma once
 
 #include <string>

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Width configuration of a hybrid model, and the parameter and FLOP counts that follow
 // from a genome and a shape. Pure arithmetic: no LibTorch, usable by the extrapolator.
+// Pure arithmetic: callable from any rank or thread.
 #pragma once
 
 #include <cstdint>

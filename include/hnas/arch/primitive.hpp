@@ -3,6 +3,7 @@
 // the table in src/arch/primitive.cpp: its letter, name, and its parameter and FLOP
 // formulas. Adding a primitive means adding a row there and its module builder in
 // src/model/sublayer.cpp.
+// The registry is immutable: readable from any rank or thread.
 #pragma once
 
 #include <cstdint>

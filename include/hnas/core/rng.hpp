@@ -2,6 +2,7 @@
 // A small, portable random generator. std::uniform_int_distribution differs between
 // standard libraries; data generators and search strategies must give the same stream
 // on every platform, so they draw from this instead.
+// An Rng is rank-local state; give each thread its own (fork).
 #pragma once
 
 #include <cstdint>

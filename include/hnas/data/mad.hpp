@@ -3,6 +3,7 @@
 // deterministic generators of train and test rows. Token layouts follow
 // shared/design/mad-spec.md §4; the randomness comes from hnas::Rng, so the data are the
 // same on every platform (they match the reference in distribution, not bit for bit).
+// Pure functions of a setting: callable from any rank; every rank gets the same data.
 #pragma once
 
 #include <cstdint>

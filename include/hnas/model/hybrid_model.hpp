@@ -2,6 +2,7 @@
 // HybridModel: a token embedding, one pre-norm residual sublayer per genome letter
 // (x = x + f(RMSNorm(x))), then either the language-model head (final RMSNorm + linear,
 // tied or untied) or MAD's compression auto-encoder decoder. Knows nothing of MPI or HDF5.
+// Rank-local: a model lives on one process (data parallelism is applied from train/).
 #pragma once
 
 #include <torch/nn/module.h>

@@ -4,6 +4,7 @@
 // `fused::` are hand-written CPU kernels for float32 that make one pass over memory and
 // are wired into autograd. The unqualified functions pick `fused::` when asked to and the
 // inputs are CPU float32, and `reference::` otherwise.
+// Rank-local tensor operations; the fused kernels parallelise internally with at::parallel_for.
 #pragma once
 
 #include <ATen/core/Tensor.h>

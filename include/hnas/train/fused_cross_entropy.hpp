@@ -4,6 +4,7 @@
 // instead of LibTorch's log_softmax output plus a separate nll and softmax-backward pass.
 //
 //   auto loss = train::fused_summed_cross_entropy(logits.reshape({-1, V}), targets.reshape({-1}), -100);
+// Rank-local; parallel over rows internally, deterministic for any thread count.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Learning-rate schedules as pure functions of the step: linear warm-up followed by
 // cosine decay, warmup-stable-decay (WSD, trapezoid), or a constant rate.
+// Pure functions of the step: every rank computes the same rate.
 #pragma once
 
 #include <cstdint>
