@@ -71,6 +71,8 @@ struct RawEvaluate {
   std::string config, arch, task = "in-context-recall", data, kernels = "fused", init = "auto", schedule = "cosine";
   std::string grad_clip = "auto", mad_settings = "baseline", learning_rates = "5e-4", weight_decays = "0", valid;
   bool dry_run = false;
+  // hnas search
+  std::string strategy = "bo", primitives = "AM", first, last;
 };
 
 std::vector<double> parse_numbers(const std::string& key, const std::string& text, std::vector<std::string>& problems) {
@@ -96,6 +98,9 @@ const char* kUsage =
     "             print its metrics, e.g.\n"
     "               hnas evaluate --arch AAMMMM --task in-context-recall\n"
     "               hnas evaluate --arch A2M4 --data shards/train_*.bin --config inputs/tokens.ini\n"
+    "  search     search architectures (strategy over a space; teams of ranks evaluate\n"
+    "             candidates data-parallel); results in RUN_DIR/results.h5; rerun resumes:\n"
+    "               mpirun -np 4 hnas search --config inputs/search_cpu.ini --run-dir runs/s1\n"
     "\n"
     "Every key of the INI file (--config FILE) can be given on the command line as\n"
     "--section.key=value, which overrides the file. Exit codes: 0 done, 2 bad usage,\n"
@@ -129,8 +134,11 @@ Invocation parse_command_line(int argc, const char* const* argv) {
     invocation.command = Command::Version;
     return invocation;
   }
-  HNAS_CHECK(command == "evaluate", ConfigError, "unknown command \"" << command << "\"; try hnas --help");
-  invocation.command = Command::Evaluate;
+  HNAS_CHECK(command == "evaluate" || command == "search", ConfigError,
+             "unknown command \"" << command << "\"; try hnas --help");
+  const bool searching = command == "search";
+  invocation.command = searching ? Command::Search : Command::Evaluate;
+  SearchOptions so;
 
   EvaluateOptions o;
   RawEvaluate raw;
@@ -138,13 +146,13 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   o.shape.head_bias = true;
   bool help = false;
 
-  OptionTable table("hnas evaluate options");
+  OptionTable table(searching ? "hnas search options" : "hnas evaluate options");
   table.description().add_options()("help,h", po::bool_switch(&help), "print this help");
   table.description().add_options()("config", po::value<std::string>(&raw.config),
                                     "INI file with any of the keys below");
   table.description().add_options()("dry-run", po::bool_switch(&raw.dry_run),
                                     "validate, print the plan, train nothing");
-  table.add("arch", &raw.arch, "architecture: letters (AAMMMM) or run-length (A2M4)");
+  if (!searching) table.add("arch", &raw.arch, "architecture: letters (AAMMMM) or run-length (A2M4)");
   table.add("task", &raw.task, "MAD tasks: comma-separated registry names, or 'all'");
   table.add("data", &raw.data, "token shards to train on (.bin, .h5, .h5:/dataset); replaces MAD");
 
@@ -203,7 +211,44 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   table.add("tokens.weight_decay", &o.tokens.weight_decay, "AdamW weight decay");
   table.add("tokens.seed", &o.tokens.data_seed, "window sampling seed");
 
-  table.add("run.threads", &o.threads, "intra-op CPU threads (0: SLURM_CPUS_PER_TASK, else all cores)");
+  table.add("run.threads", &o.threads,
+            searching ? "intra-op CPU threads per rank (0: SLURM_CPUS_PER_TASK, else the node's cores / its ranks)"
+                      : "intra-op CPU threads (0: SLURM_CPUS_PER_TASK, else all cores)");
+  auto& st = so.strategy;
+  if (searching) {
+    table.description().add_options()("run-dir", po::value<std::string>(&so.run_dir),
+                                      "run directory (results.h5, logs); rerunning on it resumes");
+    table.add("search.strategy", &raw.strategy, "exhaustive, random, bo, end_incremental or middle_incremental");
+    table.add("search.num_layers", &st.space.num_layers, "layers n the search chooses (per stage when incremental)");
+    table.add("search.primitives", &raw.primitives, "primitive letters of the space (A attention, M MLP)");
+    table.add("search.min_attention_fraction", &st.space.min_attention_fraction,
+              "lower bound on the attention share of a candidate's layers");
+    table.add("search.max_attention_fraction", &st.space.max_attention_fraction,
+              "upper bound on the attention share of a candidate's layers");
+    table.add("search.first", &raw.first, "fixed first layer (a primitive letter; empty: free)");
+    table.add("search.last", &raw.last, "fixed last layer (a primitive letter; empty: free)");
+    table.add("search.target_layers", &st.target_layers,
+              "incremental strategies: final depth N, a multiple of search.num_layers");
+    table.add("search.max_evaluations", &st.max_evaluations,
+              "budget: new architectures evaluated (all stages; promotions not counted)");
+    table.add("search.seed", &st.seed, "strategy seed (proposals are reproducible given it)");
+    table.add("search.ranks_per_candidate", &so.ranks_per_candidate,
+              "team size: ranks training one candidate data-parallel; must divide the world size");
+    table.add("search.bo_initial", &st.bayesian.initial_points,
+              "BO quasi-random initial design size (0: max(5, 2n), at most half the budget)");
+    table.add("search.bo_random_pool", &st.bayesian.random_pool,
+              "BO: candidates scored per proposal when the space exceeds 2^16");
+    table.add("search.bo_local_starts", &st.bayesian.local_search_starts,
+              "BO: best pool points refined by single-layer mutations");
+    table.add("search.bo_refit_every", &st.bayesian.refit_every,
+              "BO: proposals between full GP hyperparameter fits (warm-started in between)");
+    table.add("search.asha_rungs", &st.halving.rungs, "successive-halving fidelity levels (1: off)");
+    table.add("search.asha_eta", &st.halving.eta, "successive-halving reduction factor");
+    table.add("search.results_overhead", &so.results_overhead,
+              "largest fraction of wall time spent rewriting results.h5 (writes are spaced to stay below)");
+    table.add("debug.diverge_arch", &so.diverge_arch, "fault injection: this architecture trains at lr 1e30");
+    table.add("debug.fail_arch", &so.fail_arch, "fault injection: this architecture throws during training");
+  }
 
   std::vector<std::string> problems;
   try {
@@ -236,11 +281,40 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   auto check = [&](bool ok, const std::string& message) {
     if (!ok) problems.push_back(message);
   };
-  try {
-    HNAS_CHECK(!raw.arch.empty(), ConfigError, "arch is required (e.g. --arch AAMMMM)");
-    o.genome = arch::Genome::parse(raw.arch);
-  } catch (const ConfigError& e) {
-    problems.push_back(e.what());
+  if (!searching) {
+    try {
+      HNAS_CHECK(!raw.arch.empty(), ConfigError, "arch is required (e.g. --arch AAMMMM)");
+      o.genome = arch::Genome::parse(raw.arch);
+    } catch (const ConfigError& e) {
+      problems.push_back(e.what());
+    }
+  } else {
+    check(!so.run_dir.empty(), "--run-dir is required (the directory of results.h5; rerunning resumes)");
+    if (const auto kind = search::parse_strategy(raw.strategy))
+      st.kind = *kind;
+    else
+      problems.push_back(
+          "search.strategy must be exhaustive, random, bo, end_incremental or middle_incremental, got \"" +
+          raw.strategy + "\"");
+    st.space.primitives.clear();
+    for (char letter : raw.primitives) {
+      if (letter == ',' || letter == ' ') continue;
+      if (const auto* info = arch::find_primitive(letter))
+        st.space.primitives.push_back(info->id);
+      else
+        problems.push_back(std::string("search.primitives: unknown primitive '") + letter +
+                           "'; known: " + arch::registered_letters());
+    }
+    auto fixed_layer = [&](const std::string& key, const std::string& text) -> std::optional<arch::Primitive> {
+      if (text.empty()) return std::nullopt;
+      const auto* info = text.size() == 1 ? arch::find_primitive(text[0]) : nullptr;
+      if (!info) problems.push_back(key + " must be one primitive letter (" + arch::registered_letters() + ")");
+      return info ? std::optional<arch::Primitive>(info->id) : std::nullopt;
+    };
+    st.space.first = fixed_layer("search.first", raw.first);
+    st.space.last = fixed_layer("search.last", raw.last);
+    check(so.ranks_per_candidate >= 1, "search.ranks_per_candidate must be >= 1");
+    check(so.results_overhead > 0 && so.results_overhead <= 1, "search.results_overhead must be in (0, 1]");
   }
   if (o.shape.mlp_hidden == 0) o.shape.mlp_hidden = arch::mad_swiglu_hidden(o.shape.d_model);
   try {
@@ -353,7 +427,14 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   }
   o.dry_run = raw.dry_run;
   o.effective_ini = table.effective_ini();
-  invocation.evaluate = std::move(o);
+  if (searching) {
+    so.dry_run = raw.dry_run;
+    so.effective_ini = o.effective_ini;
+    so.evaluation = std::move(o);
+    invocation.search = std::move(so);
+  } else {
+    invocation.evaluate = std::move(o);
+  }
   return invocation;
 }
 

@@ -156,6 +156,13 @@ void throw_h5_failure(const char* expr, const char* file, int line) {
 
 }  // namespace detail
 
+template <typename ErrorType>
+void throw_with_error_stack(const std::string& context) {
+  fail_with_stack<ErrorType>(context);
+}
+template void throw_with_error_stack<IoError>(const std::string&);
+template void throw_with_error_stack<InputError>(const std::string&);
+
 void disable_hdf5_error_printing() {
   static const bool disabled = [] {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
@@ -208,9 +215,9 @@ H5File open_file_read_only(const std::string& path) {
                                     "cannot open HDF5 file " + path + " read-only"));
 }
 
-H5File create_file(const std::string& path) {
+H5File create_file(const std::string& path, hid_t file_access) {
   disable_hdf5_error_printing();
-  return H5File(checked<IoError>(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+  return H5File(checked<IoError>(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, file_access),
                                  "cannot create HDF5 file " + path));
 }
 

@@ -6,6 +6,7 @@
 
 #include "hnas/core/check.hpp"
 #include "hnas/core/log.hpp"
+#include "hnas/dist/gradient_reducer.hpp"
 #include "hnas/train/fused_adamw.hpp"
 #include "hnas/train/fused_cross_entropy.hpp"
 #include "hnas/train/metrics.hpp"
@@ -126,6 +127,15 @@ class StepTimer {
   double ema_ = 0, last_ = 0;
 };
 
+// The rows of a global batch that team rank `rank` of `size` trains on.
+torch::Tensor rows_of(const torch::Tensor& t, int rank, int size) {
+  const int64_t rows = t.size(0);
+  const int64_t begin = rows * rank / size, end = rows * (rank + 1) / size;
+  return t.narrow(0, begin, end - begin);
+}
+
+enum StopCode : int64_t { kKeepGoing = 0, kTimedOut = 1, kStopped = 2 };
+
 }  // namespace
 
 TrainResult train_model(model::HybridModel& model, BatchSource& data, const Evaluator& evaluate,
@@ -136,10 +146,21 @@ TrainResult train_model(model::HybridModel& model, BatchSource& data, const Eval
   const auto start = Clock::now();
   Optimizer optimizer(model, o);
   StepTimer timer;
+  dist::GradientReducer* const team = o.reducer != nullptr && o.reducer->size() > 1 ? o.reducer : nullptr;
+  const auto parameters = model->parameters();
+  if (team) team->broadcast_from_leader(parameters);  // identical start even if seeding differs
 
   auto run_evaluation = [&](int64_t step) {
     model->eval();
     EvalPoint point{step, evaluate(model)};
+    if (team) {
+      // Every rank evaluated the same model; rank 0's figures decide for all, so a last-bit
+      // difference can never send the ranks different ways.
+      double figures[4] = {point.metrics.loss, point.metrics.accuracy, point.metrics.micro_accuracy,
+                           point.metrics.perplexity};
+      team->broadcast_from_leader(figures, 4);
+      point.metrics = {figures[0], figures[1], figures[2], figures[3]};
+    }
     model->train();
     result.evals.push_back(point);
     if (result.best.step < 0 || point.metrics.perplexity < result.best.metrics.perplexity) result.best = point;
@@ -153,12 +174,12 @@ TrainResult train_model(model::HybridModel& model, BatchSource& data, const Eval
   model->train();
   try {
     for (int64_t step = 0; step < o.schedule.total_steps; ++step) {
-      if (o.should_stop && o.should_stop()) {
-        result.status = RunStatus::Stopped;
-        break;
-      }
-      if (o.max_seconds > 0 && seconds_since(start) > o.max_seconds) {
-        result.status = RunStatus::TimedOut;
+      int64_t stop = kKeepGoing;
+      if (o.max_seconds > 0 && seconds_since(start) > o.max_seconds) stop = kTimedOut;
+      if (o.should_stop && o.should_stop()) stop = kStopped;
+      if (team) stop = team->max(stop);
+      if (stop != kKeepGoing) {
+        result.status = stop == kStopped ? RunStatus::Stopped : RunStatus::TimedOut;
         break;
       }
       const auto step_start = Clock::now();
@@ -170,12 +191,21 @@ TrainResult train_model(model::HybridModel& model, BatchSource& data, const Eval
       const int64_t scored = (batch.targets != kIgnoreIndex).sum().item<int64_t>();
       const double normaliser = static_cast<double>(std::max<int64_t>(scored, 1));
       double loss_sum = 0;
-      const auto inputs = batch.inputs.chunk(o.micro_batches, 0);
-      const auto targets = batch.targets.chunk(o.micro_batches, 0);
-      for (size_t m = 0; m < inputs.size(); ++m) {
-        auto loss = summed_cross_entropy(model->forward(inputs[m]), targets[m]) / normaliser;
-        loss.backward();
-        loss_sum += loss.item<double>();
+      const auto local_inputs = team ? rows_of(batch.inputs, team->rank(), team->size()) : batch.inputs;
+      const auto local_targets = team ? rows_of(batch.targets, team->rank(), team->size()) : batch.targets;
+      if (local_inputs.size(0) > 0) {
+        const auto inputs = local_inputs.chunk(o.micro_batches, 0);
+        const auto targets = local_targets.chunk(o.micro_batches, 0);
+        for (size_t m = 0; m < inputs.size(); ++m) {
+          auto loss = summed_cross_entropy(model->forward(inputs[m]), targets[m]) / normaliser;
+          loss.backward();
+          loss_sum += loss.item<double>();
+        }
+      }
+      if (team) {
+        // The loss was normalised by the global batch's scored tokens: sums are the global values.
+        team->sum_gradients(parameters);
+        team->sum(&loss_sum, 1);
       }
       result.tokens += batch.inputs.numel();
       // A non-finite loss or gradient ends the run before the update: a diverged candidate.
@@ -216,7 +246,9 @@ TrainResult train_model(model::HybridModel& model, BatchSource& data, const Eval
       }
     }
   } catch (const c10::Error& e) {
-    if (!is_out_of_memory(e)) throw;
+    // Out of memory on one rank of a team cannot be agreed on without a collective the
+    // others are not in: it ends the job instead (the caller aborts).
+    if (!is_out_of_memory(e) || team) throw;
     result.status = RunStatus::OutOfMemory;
   }
   // Runs cut short still get a final evaluation so they can be ranked.

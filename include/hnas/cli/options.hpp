@@ -11,12 +11,13 @@
 #include "hnas/arch/genome.hpp"
 #include "hnas/arch/model_shape.hpp"
 #include "hnas/model/hybrid_model.hpp"
+#include "hnas/search/strategy.hpp"
 #include "hnas/train/mad_evaluation.hpp"
 #include "hnas/train/token_evaluation.hpp"
 
 namespace hnas::cli {
 
-enum class Command { Help, Version, Evaluate };
+enum class Command { Help, Version, Evaluate, Search };
 
 /// What `hnas evaluate` runs: one architecture on MAD tasks or on a token dataset.
 struct EvaluateOptions {
@@ -32,9 +33,27 @@ struct EvaluateOptions {
   std::string effective_ini;  ///< every key with its effective value, re-loadable
 };
 
+/// What `hnas search` runs: a strategy over a space of architectures, each candidate
+/// evaluated as `hnas evaluate` would (the [model] [train] [mad] [tokens] keys), by teams
+/// of ranks, with results in run_dir/results.h5.
+struct SearchOptions {
+  EvaluateOptions evaluation;  ///< genome unset: the strategy chooses it
+  search::StrategyOptions strategy;
+  int64_t ranks_per_candidate = 1;  ///< team size G; the world size must be a multiple
+  std::string run_dir;              ///< required (--run-dir); created if missing
+  /// Most of the wall time results.h5 writes may take: writes are spaced so that the time
+  /// spent writing stays below this fraction (the file is always rewritten at the end).
+  double results_overhead = 0.01;
+  std::string diverge_arch;  ///< [debug] fault injection: this architecture diverges
+  std::string fail_arch;     ///< [debug] fault injection: this architecture throws
+  bool dry_run = false;
+  std::string effective_ini;
+};
+
 struct Invocation {
   Command command = Command::Help;
   EvaluateOptions evaluate;
+  SearchOptions search;
   std::string help;  ///< usage text for Command::Help
 };
 

@@ -43,6 +43,25 @@ class IoError : public Error {
   explicit IoError(const std::string& message) : Error(message) {}
 };
 
+/// An error every rank of the job has agreed on (dist::agree_on_errors): each rank throws
+/// it with the same message and exit code, so the job can end cleanly (no MPI_Abort),
+/// with rank 0 alone printing the message.
+class CollectiveError : public Error {
+ public:
+  CollectiveError(const std::string& message, int exit_code) : Error(message), exit_code_(exit_code) {}
+  int exit_code() const override { return exit_code_; }
+
+ private:
+  int exit_code_;
+};
+
+/// The job stopped early on a signal with its state durable; re-running resumes it.
+class StoppedError : public Error {
+ public:
+  explicit StoppedError(const std::string& message) : Error(message) {}
+  int exit_code() const override { return kExitResumable; }
+};
+
 /// A broken invariant: a programming error inside hnas.
 class InternalError : public Error {
  public:

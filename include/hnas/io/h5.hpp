@@ -38,6 +38,12 @@ void disable_hdf5_error_printing();
 /// clears it. Empty when the stack is empty. Rank-local.
 std::string take_error_stack();
 
+/// Throws ErrorType (IoError or InputError) with `context`, then the HDF5 error stack, plus a
+/// hint naming HDF5_USE_FILE_LOCKING when the stack reports a lock failure. Call it right
+/// after the failing call: most HDF5 calls clear the stack, so take describe() beforehand.
+template <typename ErrorType>
+[[noreturn]] void throw_with_error_stack(const std::string& context);
+
 /// Evaluates an HDF5 call returning herr_t, hid_t, htri_t or ssize_t and returns its
 /// result; a negative result (failure) throws IoError naming the expression and location, followed by the HDF5 error
 /// stack:
@@ -108,8 +114,10 @@ std::string describe(hid_t object);
 /// names HDF5_USE_FILE_LOCKING=FALSE (file systems without lock support).
 H5File open_file_read_only(const std::string& path);
 
-/// Creates `path`, truncating an existing file. Throws IoError naming `path` on failure.
-H5File create_file(const std::string& path);
+/// Creates `path`, truncating an existing file. `file_access` is a file-access property
+/// list (H5P_DEFAULT: default driver, earliest format). Throws IoError naming `path` and
+/// the HDF5 stack on failure.
+H5File create_file(const std::string& path, hid_t file_access = H5P_DEFAULT);
 
 // ---- datasets ----------------------------------------------------------------------
 

@@ -13,6 +13,10 @@
 #include "hnas/model/hybrid_model.hpp"
 #include "hnas/train/schedule.hpp"
 
+namespace hnas::dist {
+class GradientReducer;
+}
+
 namespace hnas::train {
 
 /// One optimisation step's worth of data: inputs [B, T] int64 and targets (kIgnoreIndex
@@ -66,6 +70,11 @@ struct TrainerOptions {
   double peak_flops = 0;                ///< device peak FLOP/s for MFU (0: MFU not shown)
   std::string label;                    ///< prefix of progress lines
   std::function<bool()> should_stop;    ///< polled at every step boundary
+  /// Data parallelism: the team this rank trains with (nullptr: alone). Each team rank
+  /// draws the same global batch, trains on its own slice of rows, and the gradients are
+  /// summed over the team; stop and time-out decisions and evaluation results are agreed
+  /// over the team, so its ranks always take the same path.
+  dist::GradientReducer* reducer = nullptr;
 };
 
 struct CurvePoint {
@@ -91,7 +100,9 @@ struct TrainResult {
   EvalPoint best{-1, {}};
 };
 
-/// Trains `model` in place. Rank-local; throws only for programming or I/O errors.
+/// Trains `model` in place. Rank-local without a reducer; with one, collective over the
+/// reducer's team (every team rank calls it with the same model, data and options).
+/// Throws only for programming or I/O errors.
 TrainResult train_model(model::HybridModel& model, BatchSource& data, const Evaluator& evaluate,
                         const TrainerOptions& options);
 

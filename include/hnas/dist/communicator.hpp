@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: Apache-2.0
+// MPI behind owning handles: the MPI session (init/finalize), communicators (world,
+// teams, node-local), the few collectives hnas needs, and the tagged point-to-point
+// messages of the search's work queue. Waits poll with short sleeps instead of spinning:
+// on an oversubscribed node a spinning idle rank steals the core a training rank needs.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace hnas::dist {
+
+/// Owns MPI_Init_thread (FUNNELED: only the main thread calls MPI) and MPI_Finalize.
+/// If MPI is already initialised (e.g. by a test's main), it neither initialises nor
+/// finalises. Create one in main before any other MPI use.
+class MpiSession {
+ public:
+  MpiSession(int* argc, char*** argv);
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+
+ private:
+  bool owns_ = false;
+};
+
+/// The library's version string, e.g. "Open MPI v4.1.4, ...", first line only.
+std::string mpi_library_version();
+
+/// A received message: its bytes, source and tag.
+struct Message {
+  std::string bytes;
+  int source = -1;
+  int tag = -1;
+};
+
+/// An MPI communicator. World is borrowed; communicators made by split() are owned and
+/// freed on destruction. Movable, not copyable. Calls documented "collective" must be
+/// made by every rank of the communicator in the same order.
+class Communicator {
+ public:
+  /// MPI_COMM_WORLD (borrowed).
+  static Communicator world();
+
+  Communicator() = default;
+  ~Communicator();
+  Communicator(Communicator&& other) noexcept;
+  Communicator& operator=(Communicator&& other) noexcept;
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  MPI_Comm get() const { return comm_; }
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+  /// Ranks with the same color form one communicator, ordered by key. Collective.
+  Communicator split(int color, int key) const;
+  /// The ranks sharing this node's memory (for the local rank / GPU index). Collective.
+  Communicator split_node_local() const;
+
+  /// Collective.
+  void barrier() const;
+  /// Broadcasts `bytes` bytes at `data` from `root`. Collective.
+  void broadcast(void* data, size_t bytes, int root) const;
+  /// Broadcasts a string of any length from `root`, sleeping between polls while waiting
+  /// (the root's message may come much later, e.g. the next task of a team). Collective.
+  void broadcast_string(std::string& text, int root) const;
+  /// Element-wise sums over the communicator, in place. Collective.
+  void all_reduce_sum(float* values, size_t count) const;
+  void all_reduce_sum(double* values, size_t count) const;
+  /// Maximum over the communicator. Collective.
+  int64_t all_reduce_max(int64_t value) const;
+  /// Minimum over the communicator. Collective.
+  int64_t all_reduce_min(int64_t value) const;
+
+  /// Sends `bytes` to `dest` with `tag` (blocking until the buffer can be reused).
+  void send(const std::string& bytes, int dest, int tag) const;
+  /// A message from `source` (or MPI_ANY_SOURCE) with `tag` (or MPI_ANY_TAG) if one is
+  /// waiting; never blocks.
+  std::optional<Message> try_receive(int source, int tag) const;
+  /// Waits (polling with sleeps) for a message from `source` with `tag`.
+  Message receive(int source, int tag) const;
+
+ private:
+  Communicator(MPI_Comm comm, bool owned);
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  bool owned_ = false;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+/// Runs `work` on every rank of `comm` and agrees on its outcome (collective): if any rank
+/// threw an hnas::Error, every rank throws CollectiveError with the message and exit code
+/// of the lowest failing rank (prefixed "[rank N] " when N != 0). Use it around start-up
+/// checks (configuration, input files, run directory) so that a bad input ends the job
+/// cleanly with one message instead of an abort or a hang.
+void agree_on_errors(const Communicator& comm, const std::function<void()>& work);
+
+/// Ends the whole job now: prints nothing (the caller has), calls MPI_Abort on the world
+/// when MPI is initialised and the job has more than one rank, else std::exit.
+[[noreturn]] void abort_job(int exit_code);
+
+/// Little-endian-agnostic (same-binary) serialisation of messages between ranks.
+class MessageWriter {
+ public:
+  template <typename T>
+  MessageWriter& put(const T& value) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    bytes_.append(reinterpret_cast<const char*>(&value), sizeof value);
+    return *this;
+  }
+  MessageWriter& put_string(const std::string& text);
+  template <typename T>
+  MessageWriter& put_vector(const std::vector<T>& values) {
+    put<uint64_t>(values.size());
+    for (const auto& v : values) put(v);
+    return *this;
+  }
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  std::string bytes_;
+};
+
+class MessageReader {
+ public:
+  explicit MessageReader(const std::string& bytes) : bytes_(bytes) {}
+  template <typename T>
+  T get() {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T value;
+    take(&value, sizeof value);
+    return value;
+  }
+  std::string get_string();
+  template <typename T>
+  std::vector<T> get_vector() {
+    std::vector<T> values(get<uint64_t>());
+    for (auto& v : values) v = get<T>();
+    return values;
+  }
+
+ private:
+  void take(void* out, size_t n);
+  const std::string& bytes_;
+  size_t offset_ = 0;
+};
+
+}  // namespace hnas::dist

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+// Data parallelism inside a team: the ranks of a team train one model on disjoint slices
+// of each global batch and combine their gradients here before the optimizer step. Two
+// implementations behind one interface: MPI_Allreduce on CPU tensors (always built) and
+// NCCL on CUDA tensors (HNAS_WITH_NCCL). Gradients travel in one flat buffer per step,
+// reduced in as few calls as the library's count limits allow, never one call per
+// parameter. Host-side scalars (loss sums, stop flags, evaluation metrics) always go
+// over the team's MPI communicator.
+//
+// Every method is collective over the team: all its ranks call the same methods in the
+// same order with the same parameter lists (same names, shapes, order), or the job hangs.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "hnas/dist/communicator.hpp"
+
+namespace hnas::dist {
+
+class GradientReducer {
+ public:
+  /// `team` must outlive the reducer.
+  explicit GradientReducer(const Communicator& team) : team_(team) {}
+  virtual ~GradientReducer() = default;
+
+  int rank() const { return team_.rank(); }
+  int size() const { return team_.size(); }
+
+  /// Replaces each parameter's gradient by its sum over the team (a missing gradient
+  /// counts as zeros and is materialised). The caller normalises the loss by the global
+  /// batch, so the sum is the global gradient. Collective.
+  virtual void sum_gradients(const std::vector<at::Tensor>& parameters) = 0;
+  /// Copies team rank 0's values of `tensors` into every rank's. Collective.
+  virtual void broadcast_from_leader(const std::vector<at::Tensor>& tensors) = 0;
+
+  /// Host scalars, in place. Collective.
+  void sum(double* values, size_t count) const { team_.all_reduce_sum(values, count); }
+  int64_t max(int64_t value) const { return team_.all_reduce_max(value); }
+  void broadcast_from_leader(double* values, size_t count) const { team_.broadcast(values, count * sizeof(double), 0); }
+
+ protected:
+  const Communicator& team_;
+};
+
+/// MPI_Allreduce over CPU float32 tensors. Throws InternalError for other tensors.
+std::unique_ptr<GradientReducer> make_mpi_reducer(const Communicator& team);
+
+/// True when this build has the NCCL implementation.
+bool nccl_built();
+
+/// NCCL over CUDA tensors on `device` (this rank's GPU; cudaSetDevice is called here).
+/// Collective over `team`: team rank 0 creates the ncclUniqueId and broadcasts it over
+/// MPI. NCCL errors, including asynchronous ones and a collective that makes no progress
+/// for `timeout_seconds`, abort the communicator and throw IoError (the caller aborts the
+/// job). Throws ConfigError when the build has no NCCL.
+std::unique_ptr<GradientReducer> make_nccl_reducer(const Communicator& team, int device, double timeout_seconds);
+
+}  // namespace hnas::dist

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: Apache-2.0
+// Column-typed tables stored as 1-D compound HDF5 datasets (h5py gives a NumPy structured
+// array, so pandas.DataFrame(f["/x/y"][()]) has typed columns), string datasets, and
+// crash-safe whole-file replacement for the results file. Rank-local throughout: only
+// the writing rank (rank 0 for results.h5) calls these.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace hnas::io {
+
+/// Storage type of one table column.
+enum class ColumnType {
+  Int64,    ///< stored as H5T_STD_I64LE
+  Float64,  ///< stored as H5T_IEEE_F64LE
+  String,   ///< fixed-length, NUL-padded ASCII of Column::string_length bytes
+};
+
+/// One column of a Table. Field names are used verbatim as compound member names.
+struct Column {
+  std::string name;
+  ColumnType type = ColumnType::Int64;
+  size_t string_length = 0;  ///< String only: bytes per value, no terminator (a value may use all of them)
+  std::string unit_or_doc;   ///< one line; stored in the table's `columns_doc` attribute
+};
+
+/// One value; the alternative must match the column type (int64_t, double, std::string).
+using Cell = std::variant<int64_t, double, std::string>;
+
+/// Rows of cells in column order.
+struct Table {
+  std::vector<Column> columns;
+  std::vector<std::vector<Cell>> rows;
+};
+
+/// Creates dataset `name` (absolute or relative to `location`; missing intermediate groups
+/// are created) holding `table` as a packed 1-D compound with one member per column, in
+/// column order. The dataset is chunked (at most 1,024 rows per chunk), gzip level 1 when
+/// the filter is available, and has an unlimited maximum extent so append_rows can grow it.
+/// Attributes: `doc` = `doc`, and `columns_doc` with one "name: unit_or_doc" line per column.
+/// Zero rows give an empty dataset with the full column layout. Rank-local.
+/// Throws InternalError (a caller bug) when a column is malformed (empty or duplicate name,
+/// a String column of length 0, a doc with a newline), a row has the wrong number of cells
+/// or a cell of the wrong type, or a string is longer than its column or not 7-bit ASCII
+/// without NUL bytes; the message names the column and row. Nothing is truncated silently.
+/// Throws IoError with the HDF5 error stack when HDF5 fails (e.g. `name` already exists).
+void write_table(hid_t location, const std::string& name, const Table& table, const std::string& doc);
+
+/// Reads any 1-D compound dataset whose members are integers (converted to int64; values
+/// beyond its range saturate),
+/// floating-point numbers (converted to double) or fixed-length strings (trailing NUL
+/// padding removed), e.g. to resume from a results file. Columns take the member names in
+/// order; unit_or_doc is restored from a matching `columns_doc` attribute when present.
+/// Rank-local. Throws InputError naming "file:/path" when the dataset is missing, is not a
+/// 1-D compound, has a member of another type (variable-length string, enum/bool, array,
+/// nested compound, ...), or cannot be read.
+Table read_table(hid_t location, const std::string& name);
+
+/// Appends `rows.rows` to a table created by write_table. `rows.columns` must describe the
+/// same columns (names, types and string lengths; docs are ignored). Rank-local.
+/// Throws InputError when the dataset is missing, InternalError when the columns differ or
+/// a row is invalid (as for write_table, rows are counted from 0 within `rows`), IoError
+/// when HDF5 fails (e.g. the dataset is not extendible).
+void append_rows(hid_t location, const std::string& name, const Table& rows);
+
+/// Creates a scalar variable-length UTF-8 string dataset `name` (intermediate groups
+/// created) holding `text`; h5py reads it with `f[name].asstr()[()]`. Long text (the
+/// effective config, the environment) belongs here rather than in attributes. Rank-local.
+/// Throws IoError with the HDF5 error stack on failure (e.g. `name` already exists).
+void write_string_dataset(hid_t location, const std::string& name, const std::string& text);
+
+/// Reads a scalar string dataset, variable- or fixed-length (NUL padding removed).
+/// Rank-local. Throws InputError naming "file:/path" when it is missing, not a scalar or
+/// not a string.
+std::string read_string_dataset(hid_t location, const std::string& name);
+
+/// Replaces the HDF5 file `path` as a whole so that a crash (kill -9, power loss) at any
+/// moment leaves either the old complete file or the new complete one:
+///   1. creates `path + ".tmp"` (a stale one is removed first), default (earliest) format
+///      so older HDF5 readers work;
+///   2. calls `fill(file)`; objects `fill` leaves open are closed with the file;
+///   3. closes the file (a failed close throws), fsync(2)s it, rename(2)s it over `path`
+///      and fsyncs the directory so the rename itself is durable.
+/// Readers that have the old file open keep reading the old data (rename replaces the
+/// directory entry, not the inode). HDF5's file lock is per inode, so a reader's lock on the
+/// old file does not block the new one, and the new file is never open for writing under
+/// its final name. Rank-local: call it from the one writing rank.
+/// On any exception (from `fill` or below) the tmp file is removed, `path` is untouched and
+/// the exception propagates. Errors of the file steps are IoError naming the path and
+/// strerror. If only the final directory fsync fails, `path` already holds the new file but
+/// the rename may not survive a power loss; that is reported as an IoError too (EINVAL, from
+/// file systems that cannot sync directories, is ignored).
+///   write_file_atomically(run_dir + "/results.h5", [&](hid_t file) {
+///     write_table(file, "/search/candidates", table, "one row per evaluated candidate");
+///   });
+void write_file_atomically(const std::string& path, const std::function<void(hid_t file)>& fill);
+
+}  // namespace hnas::io

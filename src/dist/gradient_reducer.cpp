@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+// The MPI implementation of GradientReducer.
+#include "hnas/dist/gradient_reducer.hpp"
+
+#include <torch/torch.h>
+
+#include "hnas/core/check.hpp"
+#include "hnas/core/error.hpp"
+
+namespace hnas::dist {
+namespace {
+
+class MpiReducer final : public GradientReducer {
+ public:
+  using GradientReducer::GradientReducer;
+
+  void sum_gradients(const std::vector<at::Tensor>& parameters) override {
+    int64_t total = 0;
+    for (const auto& p : parameters) {
+      HNAS_ASSERT(p.device().is_cpu() && p.scalar_type() == at::kFloat,
+                  "the MPI reducer takes CPU float32 parameters (use NCCL for CUDA tensors)");
+      total += p.numel();
+    }
+    if (flat_.numel() != total) flat_ = torch::empty({total}, torch::kFloat32);
+    int64_t offset = 0;
+    for (const auto& p : parameters) {
+      auto slot = flat_.narrow(0, offset, p.numel());
+      if (p.grad().defined())
+        slot.copy_(p.grad().reshape(-1));
+      else
+        slot.zero_();
+      offset += p.numel();
+    }
+    team_.all_reduce_sum(flat_.data_ptr<float>(), static_cast<size_t>(total));
+    offset = 0;
+    for (const auto& p : parameters) {
+      auto slot = flat_.narrow(0, offset, p.numel()).view(p.sizes());
+      auto& grad = const_cast<at::Tensor&>(p).mutable_grad();
+      if (grad.defined())
+        grad.copy_(slot);
+      else
+        grad = slot.clone();
+      offset += p.numel();
+    }
+  }
+
+  void broadcast_from_leader(const std::vector<at::Tensor>& tensors) override {
+    for (const auto& t : tensors) {
+      HNAS_ASSERT(t.device().is_cpu() && t.is_contiguous(), "the MPI reducer broadcasts contiguous CPU tensors");
+      team_.broadcast(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size(), 0);
+    }
+  }
+  using GradientReducer::broadcast_from_leader;
+
+ private:
+  at::Tensor flat_;  // kept between steps: one allocation per model
+};
+
+}  // namespace
+
+std::unique_ptr<GradientReducer> make_mpi_reducer(const Communicator& team) {
+  return std::make_unique<MpiReducer>(team);
+}
+
+#ifndef HNAS_HAVE_NCCL
+bool nccl_built() { return false; }
+
+std::unique_ptr<GradientReducer> make_nccl_reducer(const Communicator&, int, double) {
+  throw ConfigError("this hnas was built without NCCL: rebuild with -DHNAS_WITH_NCCL=ON (needs CUDA and NCCL)");
+}
+#endif
+
+}  // namespace hnas::dist

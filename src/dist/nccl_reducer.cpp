@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: Apache-2.0
+// The NCCL implementation of GradientReducer (built with HNAS_WITH_NCCL).
+//
+// Streams: LibTorch's current CUDA stream is the legacy default stream unless a caller
+// changes it, and this file cannot include ATen's CUDA headers (it must also build
+// against a CPU LibTorch), so the collectives run on the legacy default stream: they are
+// ordered after the backward kernels and before the optimizer's without any event.
+// Waiting polls the stream and ncclCommGetAsyncError, so a peer that died or a broken
+// link ends in an abort with a message, never in a hang.
+#include <cuda_runtime.h>
+#include <nccl.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <thread>
+
+#include "hnas/core/check.hpp"
+#include "hnas/core/error.hpp"
+#include "hnas/core/log.hpp"
+#include "hnas/dist/gradient_reducer.hpp"
+
+namespace hnas::dist {
+namespace {
+
+void check_cuda(cudaError_t status, const char* what) {
+  if (status != cudaSuccess)
+    throw IoError(std::string("CUDA call failed: ") + what + ": " + cudaGetErrorString(status));
+}
+
+ncclDataType_t nccl_type(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat:
+      return ncclFloat32;
+    case at::kDouble:
+      return ncclFloat64;
+    case at::kHalf:
+      return ncclFloat16;
+    case at::kBFloat16:
+      return ncclBfloat16;
+    default:
+      throw InternalError(std::string("NCCL reducer: unsupported dtype ") + c10::toString(type));
+  }
+}
+
+class NcclReducer final : public GradientReducer {
+ public:
+  NcclReducer(const Communicator& team, int device, double timeout_seconds)
+      : GradientReducer(team), device_(device), timeout_seconds_(timeout_seconds) {
+    check_cuda(cudaSetDevice(device_), "cudaSetDevice");
+    ncclUniqueId id{};
+    if (team.rank() == 0) check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+    team.broadcast(&id, sizeof id, 0);
+    check(ncclCommInitRank(&comm_, team.size(), id, team.rank()), "ncclCommInitRank");
+  }
+
+  ~NcclReducer() override {
+    if (comm_ != nullptr) ncclCommDestroy(comm_);
+  }
+
+  void sum_gradients(const std::vector<at::Tensor>& parameters) override {
+    HNAS_ASSERT(!parameters.empty(), "no parameters");
+    const auto options = parameters.front().options();
+    int64_t total = 0;
+    for (const auto& p : parameters) {
+      HNAS_ASSERT(p.is_cuda() && p.scalar_type() == options.dtype().toScalarType(),
+                  "the NCCL reducer takes CUDA parameters of one dtype");
+      total += p.numel();
+    }
+    if (flat_.numel() != total || flat_.scalar_type() != options.dtype().toScalarType())
+      flat_ = torch::empty({total}, options);
+    int64_t offset = 0;
+    for (const auto& p : parameters) {
+      auto slot = flat_.narrow(0, offset, p.numel());
+      if (p.grad().defined())
+        slot.copy_(p.grad().reshape(-1));
+      else
+        slot.zero_();
+      offset += p.numel();
+    }
+    check(ncclAllReduce(flat_.data_ptr(), flat_.data_ptr(), static_cast<size_t>(total), nccl_type(flat_.scalar_type()),
+                        ncclSum, comm_, /*stream=*/nullptr),
+          "ncclAllReduce");
+    wait("ncclAllReduce");
+    offset = 0;
+    for (const auto& p : parameters) {
+      auto slot = flat_.narrow(0, offset, p.numel()).view(p.sizes());
+      auto& grad = const_cast<at::Tensor&>(p).mutable_grad();
+      if (grad.defined())
+        grad.copy_(slot);
+      else
+        grad = slot.clone();
+      offset += p.numel();
+    }
+  }
+
+  void broadcast_from_leader(const std::vector<at::Tensor>& tensors) override {
+    check(ncclGroupStart(), "ncclGroupStart");
+    for (const auto& t : tensors) {
+      HNAS_ASSERT(t.is_cuda() && t.is_contiguous(), "the NCCL reducer broadcasts contiguous CUDA tensors");
+      check(ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t.scalar_type()), 0,
+                          comm_, nullptr),
+            "ncclBroadcast");
+    }
+    check(ncclGroupEnd(), "ncclGroupEnd");
+    wait("ncclBroadcast");
+  }
+  using GradientReducer::broadcast_from_leader;
+
+ private:
+  void check(ncclResult_t result, const char* what) {
+    if (result == ncclSuccess || result == ncclInProgress) return;
+    fail(std::string(what) + ": " + ncclGetErrorString(result));
+  }
+
+  // Polls the stream until the collective finished, watching for asynchronous errors.
+  void wait(const char* what) {
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      const cudaError_t state = cudaStreamQuery(nullptr);
+      if (state == cudaSuccess) return;
+      if (state != cudaErrorNotReady) fail(std::string(what) + ": " + cudaGetErrorString(state));
+      ncclResult_t async = ncclSuccess;
+      ncclCommGetAsyncError(comm_, &async);
+      if (async != ncclSuccess && async != ncclInProgress)
+        fail(std::string(what) + ": asynchronous NCCL error: " + ncclGetErrorString(async));
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (timeout_seconds_ > 0 && waited > timeout_seconds_)
+        fail(log::format("%s made no progress for %.0f s (a peer may have died)", what, waited));
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& message) {
+    if (comm_ != nullptr) ncclCommAbort(comm_);
+    comm_ = nullptr;
+    throw IoError("NCCL (team rank " + std::to_string(team_.rank()) + ", device " + std::to_string(device_) +
+                  "): " + message);
+  }
+
+  int device_;
+  double timeout_seconds_;
+  ncclComm_t comm_ = nullptr;
+  at::Tensor flat_;
+};
+
+}  // namespace
+
+bool nccl_built() { return true; }
+
+std::unique_ptr<GradientReducer> make_nccl_reducer(const Communicator& team, int device, double timeout_seconds) {
+  return std::make_unique<NcclReducer>(team, device, timeout_seconds);
+}
+
+}  // namespace hnas::dist

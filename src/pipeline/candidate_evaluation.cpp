@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hnas/pipeline/candidate_evaluation.hpp"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "hnas/core/error.hpp"
+#include "hnas/core/log.hpp"
+
+namespace hnas::pipeline {
+namespace {
+
+double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+
+int64_t scaled(int64_t full, double fidelity) {
+  return std::max<int64_t>(1, std::llround(static_cast<double>(full) * fidelity));
+}
+
+void add_curve(CandidateResult& result, const std::vector<train::CurvePoint>& curve) {
+  const auto run = static_cast<int32_t>(result.runs.size() - 1);
+  for (const auto& p : curve) result.curve.push_back({run, p.step, p.loss});
+}
+
+void evaluate_on_mad(const cli::EvaluateOptions& base, const arch::Genome& genome, double fidelity,
+                     train::TrainerOptions trainer, bool diverge, CandidateResult& result) {
+  auto options = base.mad;
+  options.epochs = scaled(options.epochs, fidelity);
+  options.trainer = trainer;
+  if (diverge) options.learning_rates.assign(options.learning_rates.size(), 1e30);
+  const auto evaluation = train::evaluate_mad(genome, base.shape, options);
+
+  bool stopped = false, all_diverged = true;
+  int diverged = 0, total = 0;
+  for (const auto& setting : evaluation.settings) {
+    for (const auto& run : setting.runs) {
+      result.runs.push_back({setting.setting.label() + log::format(" lr=%g wd=%g", run.lr, run.weight_decay), run.lr,
+                             run.weight_decay, train::run_status_name(run.status), run.steps, run.best.accuracy,
+                             run.best.loss, run.seconds});
+      add_curve(result, run.curve);
+      result.steps += run.steps;
+      result.tokens += run.steps * options.batch_size * setting.setting.input_length();
+      stopped |= run.status == train::RunStatus::Stopped;
+      all_diverged &= run.status == train::RunStatus::Diverged;
+      diverged += run.status == train::RunStatus::Diverged;
+      ++total;
+    }
+  }
+  for (const auto& task : evaluation.tasks) result.task_scores.push_back(task.score);
+  result.objective = evaluation.objective;
+  result.status = stopped ? "stopped" : all_diverged ? "diverged" : "completed";
+  result.valid = !stopped && !all_diverged && std::isfinite(result.objective);
+  if (diverged > 0 && !all_diverged) result.error = log::format("%d of %d training runs diverged", diverged, total);
+
+  const auto settings = train::selected_settings(options);
+  auto shape = base.shape;
+  shape.vocab_size = settings.front().vocab_size;
+  result.parameters = arch::count_parameters(genome, shape).total;
+  result.non_embedding_parameters = arch::count_parameters(genome, shape).non_embedding;
+  result.flops_per_token = arch::forward_flops_per_token(genome, shape, settings.front().input_length());
+}
+
+void evaluate_on_tokens(const cli::EvaluateOptions& base, const arch::Genome& genome, double fidelity,
+                        train::TrainerOptions trainer, bool diverge, CandidateResult& result) {
+  auto options = base.tokens;
+  options.steps = scaled(options.steps, fidelity);
+  if (options.eval_every > options.steps) options.eval_every = 0;
+  options.trainer = trainer;
+  if (diverge) options.lr = 1e30;
+  const auto evaluation = train::evaluate_tokens(genome, base.shape, options);
+  const auto& run = evaluation.result;
+  result.runs.push_back({"tokens", options.lr, options.weight_decay, train::run_status_name(run.status), run.steps, 0,
+                         evaluation.validation_loss, run.seconds});
+  add_curve(result, run.curve);
+  result.steps = run.steps;
+  result.tokens = run.tokens;
+  result.validation_loss = evaluation.validation_loss;
+  result.objective = evaluation.objective;
+  result.status = train::run_status_name(run.status);
+  result.valid = run.status != train::RunStatus::Stopped && run.status != train::RunStatus::Diverged &&
+                 run.status != train::RunStatus::OutOfMemory && std::isfinite(result.objective);
+
+  auto shape = base.shape;
+  shape.vocab_size = options.vocab_size;
+  result.parameters = arch::count_parameters(genome, shape).total;
+  result.non_embedding_parameters = arch::count_parameters(genome, shape).non_embedding;
+  result.flops_per_token = arch::forward_flops_per_token(genome, shape, options.seq_len);
+}
+
+}  // namespace
+
+std::vector<std::string> objective_task_names(const cli::EvaluateOptions& base) {
+  std::vector<std::string> names;
+  if (!base.on_tokens)
+    for (const auto task : base.mad.tasks) names.push_back(data::task_name(task));
+  return names;
+}
+
+double estimate_evaluation_seconds(const cli::EvaluateOptions& base, int64_t num_layers, double flops_per_second) {
+  if (flops_per_second <= 0) return 0;
+  std::vector<arch::Primitive> layers(static_cast<size_t>(num_layers), arch::Primitive::Mlp);
+  for (size_t i = 0; i < layers.size(); i += 2) layers[i] = arch::Primitive::Attention;
+  const arch::Genome genome(layers);
+  auto shape = base.shape;
+  double flops = 0;
+  if (base.on_tokens) {
+    shape.vocab_size = base.tokens.vocab_size;
+    flops = 3 * arch::forward_flops_per_token(genome, shape, base.tokens.seq_len) *
+            static_cast<double>(base.tokens.steps * base.tokens.batch_size * base.tokens.seq_len);
+  } else {
+    const double grid = static_cast<double>(base.mad.learning_rates.size() * base.mad.weight_decays.size());
+    for (const auto& s : train::selected_settings(base.mad)) {
+      shape.vocab_size = s.vocab_size;
+      flops += grid * 3 * arch::forward_flops_per_token(genome, shape, s.input_length()) *
+               static_cast<double>(base.mad.epochs * s.num_train * s.input_length());
+    }
+  }
+  return flops / flops_per_second;
+}
+
+CandidateResult evaluate_candidate(const cli::EvaluateOptions& base, const EvaluationRequest& request,
+                                   dist::GradientReducer* team, const std::function<bool()>& should_stop,
+                                   const FaultInjection& faults) {
+  CandidateResult result;
+  result.candidate_id = request.candidate_id;
+  result.arch = request.proposal.genome.to_string();
+  result.rung = request.proposal.rung;
+  result.stage = request.proposal.stage;
+  result.fidelity = request.fidelity;
+  result.team = request.team;
+  result.started_unix = unix_now();
+  const auto start = std::chrono::steady_clock::now();
+
+  train::TrainerOptions trainer = base.on_tokens ? base.tokens.trainer : base.mad.trainer;
+  trainer.should_stop = should_stop;
+  trainer.reducer = team;
+  const bool diverge = !faults.diverge_arch.empty() && faults.diverge_arch == result.arch;
+  try {
+    if (!faults.fail_arch.empty() && faults.fail_arch == result.arch)
+      throw InternalError("fault injected by debug.fail_arch");
+    if (base.on_tokens)
+      evaluate_on_tokens(base, request.proposal.genome, request.fidelity, trainer, diverge, result);
+    else
+      evaluate_on_mad(base, request.proposal.genome, request.fidelity, trainer, diverge, result);
+  } catch (const std::exception& e) {
+    // A candidate that throws is recorded and the search goes on. (In a team, an error
+    // that hits one rank only inside a collective cannot be recovered: that path aborts.)
+    result.status = "failed";
+    result.valid = false;
+    result.objective = NAN;
+    result.error = e.what();
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.finished_unix = unix_now();
+  return result;
+}
+
+}  // namespace hnas::pipeline
