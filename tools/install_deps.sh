@@ -13,7 +13,7 @@ packages=(
   libhdf5-dev hdf5-tools
   libboost-program-options-dev
   libgtest-dev
-  python3-torch python3-h5py python3-numpy   # benchmark reference and output checks
+  python3-torch python3-h5py python3-numpy python3-pandas   # benchmark reference, results checks
 )
 
 missing=()

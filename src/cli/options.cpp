@@ -71,6 +71,7 @@ struct RawEvaluate {
   std::string config, arch, task = "in-context-recall", data, kernels = "fused", init = "auto", schedule = "cosine";
   std::string grad_clip = "auto", mad_settings = "baseline", learning_rates = "5e-4", weight_decays = "0", valid;
   bool dry_run = false;
+  std::string device = "cpu";
   // hnas search
   std::string strategy = "bo", primitives = "AM", first, last;
 };
@@ -214,6 +215,9 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   table.add("run.threads", &o.threads,
             searching ? "intra-op CPU threads per rank (0: SLURM_CPUS_PER_TASK, else the node's cores / its ranks)"
                       : "intra-op CPU threads (0: SLURM_CPUS_PER_TASK, else all cores)");
+  table.add("run.device", &raw.device,
+            searching ? "cpu, or cuda: one GPU per rank (node-local rank modulo the GPUs), gradients over NCCL"
+                      : "cpu or cuda (the first visible GPU)");
   auto& st = so.strategy;
   if (searching) {
     table.description().add_options()("run-dir", po::value<std::string>(&so.run_dir),
@@ -244,6 +248,8 @@ Invocation parse_command_line(int argc, const char* const* argv) {
               "BO: proposals between full GP hyperparameter fits (warm-started in between)");
     table.add("search.asha_rungs", &st.halving.rungs, "successive-halving fidelity levels (1: off)");
     table.add("search.asha_eta", &st.halving.eta, "successive-halving reduction factor");
+    table.add("run.nccl_timeout", &so.nccl_timeout,
+              "seconds a NCCL collective may make no progress before the job aborts (0: wait forever)");
     table.add("search.results_overhead", &so.results_overhead,
               "largest fraction of wall time spent rewriting results.h5 (writes are spaced to stay below)");
     table.add("debug.diverge_arch", &so.diverge_arch, "fault injection: this architecture trains at lr 1e30");
@@ -314,6 +320,7 @@ Invocation parse_command_line(int argc, const char* const* argv) {
     st.space.first = fixed_layer("search.first", raw.first);
     st.space.last = fixed_layer("search.last", raw.last);
     check(so.ranks_per_candidate >= 1, "search.ranks_per_candidate must be >= 1");
+    check(so.nccl_timeout >= 0, "run.nccl_timeout must be >= 0");
     check(so.results_overhead > 0 && so.results_overhead <= 1, "search.results_overhead must be in (0, 1]");
   }
   if (o.shape.mlp_hidden == 0) o.shape.mlp_hidden = arch::mad_swiglu_hidden(o.shape.d_model);
@@ -359,6 +366,9 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   check(t.log_every >= 0, "train.log_every must be >= 0");
   check(t.max_seconds >= 0, "train.max_seconds must be >= 0");
   check(o.threads >= 0, "run.threads must be >= 0");
+  check(raw.device == "cpu" || raw.device == "cuda", "run.device must be cpu or cuda, got \"" + raw.device + "\"");
+  o.on_gpu = raw.device == "cuda";
+  if (o.on_gpu) o.kernels = model::Kernels::Reference;  // the fused kernels are CPU code
 
   o.on_tokens = on_tokens;
   if (o.on_tokens) {

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <thread>
 
+#include "hnas/core/check.hpp"
 #include "hnas/core/log.hpp"
 #include "hnas/data/token_dataset.hpp"
 #include "hnas/train/throughput.hpp"
@@ -81,8 +82,14 @@ int resolve_threads(int requested) {
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-int run_evaluate(const cli::EvaluateOptions& o) {
-  train::set_compute_threads(resolve_threads(o.threads));
+int run_evaluate(const cli::EvaluateOptions& options) {
+  train::set_compute_threads(resolve_threads(options.threads));
+  auto o = options;
+  if (o.on_gpu) {
+    HNAS_CHECK(torch::cuda::is_available(), ConfigError,
+               "run.device = cuda, but LibTorch sees no CUDA device (a CPU build of LibTorch, or no GPU here)");
+    o.mad.trainer.device = o.tokens.trainer.device = torch::Device(torch::kCUDA, 0);
+  }
   print_plan(o);
   return o.on_tokens ? run_tokens(o) : run_mad(o);
 }

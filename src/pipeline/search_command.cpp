@@ -484,6 +484,22 @@ void print_plan(const cli::SearchOptions& o, const dist::Communicator& world) {
     if (!line.empty()) log::info("  " + line);
 }
 
+// run.device = cuda: this rank's GPU (node-local rank modulo the visible GPUs), else -1.
+// The models of this rank's evaluations go there. Collective (agrees on errors).
+int choose_gpu(cli::SearchOptions& o, const dist::Communicator& world) {
+  int gpu = -1;
+  const auto node = world.split_node_local();
+  dist::agree_on_errors(world, [&] {
+    if (!o.evaluation.on_gpu) return;
+    HNAS_CHECK(torch::cuda::is_available(), ConfigError,
+               "run.device = cuda, but LibTorch sees no CUDA device (a CPU build of LibTorch, or no GPU here)");
+    HNAS_CHECK(dist::nccl_built(), ConfigError, "run.device = cuda needs NCCL: rebuild with -DHNAS_WITH_NCCL=ON");
+    gpu = node.rank() % static_cast<int>(torch::cuda::device_count());
+    o.evaluation.mad.trainer.device = o.evaluation.tokens.trainer.device = torch::Device(torch::kCUDA, gpu);
+  });
+  return gpu;
+}
+
 int threads_per_rank(int requested, const dist::Communicator& world) {
   if (requested > 0 || std::getenv("SLURM_CPUS_PER_TASK")) return resolve_threads(requested);
   const auto node = world.split_node_local();
@@ -492,10 +508,12 @@ int threads_per_rank(int requested, const dist::Communicator& world) {
 
 }  // namespace
 
-int run_search(const cli::SearchOptions& options) {
+int run_search(const cli::SearchOptions& search_options) {
   const auto world = dist::Communicator::world();
   log::set_rank(world.rank(), world.rank() == 0);
-  train::set_compute_threads(threads_per_rank(options.evaluation.threads, world));
+  train::set_compute_threads(threads_per_rank(search_options.evaluation.threads, world));
+  auto options = search_options;
+  const int gpu = choose_gpu(options, world);
   auto startup = start_up(options, world);
   print_plan(options, world);
   if (startup.already_complete) {
@@ -508,7 +526,10 @@ int run_search(const cli::SearchOptions& options) {
   Team team;
   team.index = world.rank() / team_size;
   team.comm = world.split(team.index, world.rank());
-  if (team_size > 1) team.reducer = dist::make_mpi_reducer(team.comm);
+  if (gpu >= 0)  // every CUDA team reduces over NCCL, a one-rank team too (cheap, and it tests the path)
+    team.reducer = dist::make_nccl_reducer(team.comm, gpu, options.nccl_timeout);
+  else if (team_size > 1)
+    team.reducer = dist::make_mpi_reducer(team.comm);
 
   AssignmentKind end;
   std::optional<Coordinator> coordinator;

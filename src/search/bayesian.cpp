@@ -46,11 +46,13 @@ class Bayesian final : public Strategy {
       : space_(space), options_(options), rng_(derive_seed(seed, "bo")) {
     HNAS_ASSERT(budget >= 1, "Bayesian optimisation with a budget of " << budget);
     HNAS_CHECK(options.initial_points >= 0, ConfigError,
-               "search.bo_initial_points must be >= 0 (0: automatic), got " << options.initial_points);
-    HNAS_CHECK(options.random_pool >= 1, ConfigError, "search.bo_random_pool must be >= 1, got " << options.random_pool);
+               "search.bo_initial must be >= 0 (0: automatic), got " << options.initial_points);
+    HNAS_CHECK(options.random_pool >= 1, ConfigError,
+               "search.bo_random_pool must be >= 1, got " << options.random_pool);
     HNAS_CHECK(options.local_search_starts >= 0, ConfigError,
-               "search.bo_local_search_starts must be >= 0, got " << options.local_search_starts);
-    HNAS_CHECK(options.refit_every >= 1, ConfigError, "search.bo_refit_every must be >= 1, got " << options.refit_every);
+               "search.bo_local_starts must be >= 0, got " << options.local_search_starts);
+    HNAS_CHECK(options.refit_every >= 1, ConfigError,
+               "search.bo_refit_every must be >= 1, got " << options.refit_every);
     const auto count = space_.feasible_count(~uint64_t{0});
     budget_ = budget;
     if (count) {
@@ -68,7 +70,8 @@ class Bayesian final : public Strategy {
       candidate_taken_.assign(candidates_.size(), 0);
     }
     int64_t design_size = options.initial_points;
-    if (design_size == 0) design_size = std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(5, 2 * space_.num_layers()), budget_ / 2));
+    if (design_size == 0)
+      design_size = std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(5, 2 * space_.num_layers()), budget_ / 2));
     make_design(std::min(design_size, budget_));
   }
 
@@ -234,8 +237,8 @@ class Bayesian final : public Strategy {
     // unchanged data the model stays the same, so concurrent proposals share one surrogate.
     GpFitOptions fit;
     fit.start = hyperparameters_;
-    fit.optimize = !hyperparameters_ ||
-                   (observed_.size() != observations_at_fit_ && num_acquisitions_ - acquisitions_at_fit_ >= options_.refit_every);
+    fit.optimize = !hyperparameters_ || (observed_.size() != observations_at_fit_ &&
+                                         num_acquisitions_ - acquisitions_at_fit_ >= options_.refit_every);
     if (fit.optimize) observations_at_fit_ = observed_.size(), acquisitions_at_fit_ = num_acquisitions_;
     gp_.fit(x, y, fit);
     hyperparameters_ = gp_.hyperparameters();
@@ -345,7 +348,7 @@ class Bayesian final : public Strategy {
   Rng rng_;  // never advanced: each use forks it, keyed by purpose or proposal count
   int64_t budget_ = 0;
   int64_t proposed_ = 0;
-  int64_t num_acquisitions_ = 0;  // log-EI proposals so far (paces the hyperparameter refits)
+  int64_t num_acquisitions_ = 0;     // log-EI proposals so far (paces the hyperparameter refits)
   int64_t acquisitions_at_fit_ = 0;  // num_acquisitions_ at the last full fit
   size_t observations_at_fit_ = 0;   // observations behind the last full fit
   std::vector<Genome> design_;

@@ -12,6 +12,9 @@ namespace {
 
 constexpr double kLog2Pi = 1.8378770664093453;  // log(2 pi)
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// Predictions run in blocks of kBlock points: the triangular solve then runs over
+// contiguous block columns (vectorisable) instead of one dependent chain per point.
+constexpr size_t kBlock = 32;
 
 // Box bounds of the log-parameters: keep the kernel matrix well conditioned and the
 // lengthscales meaningful on inputs in [0, 1] when only a few points are known.
@@ -321,8 +324,8 @@ double gp_log_marginal_likelihood(const std::vector<double>& x, size_t dim, cons
 void GaussianProcess::fit(const std::vector<std::vector<double>>& x, const std::vector<double>& y,
                           const GpFitOptions& options) {
   HNAS_CHECK(!x.empty() && x.size() == y.size(), ConfigError,
-             "GP fit needs one outcome per point and at least one point; got " << x.size() << " points and "
-                                                                                << y.size() << " outcomes");
+             "GP fit needs one outcome per point and at least one point; got " << x.size() << " points and " << y.size()
+                                                                               << " outcomes");
   const size_t dim = x[0].size();
   HNAS_CHECK(dim > 0, ConfigError, "GP points must have at least one input");
   std::vector<double> flat;
@@ -385,11 +388,36 @@ void GaussianProcess::fit(const std::vector<std::vector<double>>& x, const std::
   log_marginal_likelihood_ = gp_log_marginal_likelihood(x_, dim_, z_, hyperparameters_);
 }
 
+bool GaussianProcess::pack(const double* row, uint64_t* bits) const {
+  std::fill(bits, bits + words_, uint64_t{0});
+  for (size_t j = 0; j < dim_; ++j) {
+    if (row[j] == 1.0) {
+      bits[j / 64] |= uint64_t{1} << (j % 64);
+    } else if (row[j] != 0.0) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void GaussianProcess::factorize() {
   const size_t n = num_points_;
   scaled_.resize(x_.size());
   for (size_t i = 0; i < n; ++i)
     for (size_t j = 0; j < dim_; ++j) scaled_[i * dim_ + j] = x_[i * dim_ + j] / hyperparameters_.lengthscales[j];
+  words_ = (dim_ + 63) / 64;
+  bits_.assign(n * words_, 0);
+  binary_ = true;
+  for (size_t i = 0; i < n && binary_; ++i) binary_ = pack(&x_[i * dim_], &bits_[i * words_]);
+  const size_t chunks = (dim_ + 7) / 8;
+  factors_.assign(chunks * 256, 1.0);
+  for (size_t c = 0; c < chunks; ++c)
+    for (size_t pattern = 0; pattern < 256; ++pattern)
+      for (size_t b = 0; b < 8 && 8 * c + b < dim_; ++b)
+        if ((pattern >> b) & 1) {
+          const double l = hyperparameters_.lengthscales[8 * c + b];
+          factors_[c * 256 + pattern] *= std::exp(-0.5 / (l * l));
+        }
   std::vector<double> k(n * n);
   // Jitter only if the fitted noise alone does not make the factorisation succeed.
   for (double jitter = 0;; jitter = jitter == 0 ? 1e-10 : jitter * 10) {
@@ -428,11 +456,42 @@ void GaussianProcess::condition(const std::vector<double>& x, double y) {
   chol_.insert(chol_.end(), row.begin(), row.end());
   x_.insert(x_.end(), x.begin(), x.end());
   scaled_.insert(scaled_.end(), u.begin(), u.end());
+  bits_.resize(bits_.size() + words_);
+  binary_ = binary_ && pack(x.data(), &bits_[n * words_]);
   z_.push_back((y - y_mean_) / y_scale_);
   num_points_ = n + 1;
   alpha_ = z_;
   packed_forward_solve(chol_, num_points_, alpha_.data());
   packed_backward_solve(chol_, num_points_, alpha_.data());
+}
+
+void GaussianProcess::kernel_block(const double* rows, size_t count, double* kt) const {
+  const size_t n = num_points_;
+  const double s = hyperparameters_.signal_variance;
+  std::vector<uint64_t> bits(kBlock * words_);
+  bool binary = binary_;
+  for (size_t b = 0; b < count && binary; ++b) binary = pack(&rows[b * dim_], &bits[b * words_]);
+  if (binary) {
+    const size_t chunks = (dim_ + 7) / 8;
+    for (size_t i = 0; i < n; ++i) {
+      const uint64_t* xi = &bits_[i * words_];
+      for (size_t b = 0; b < count; ++b) {
+        double k = s;
+        for (size_t c = 0; c < chunks; ++c) {
+          const uint64_t differ = xi[c / 8] ^ bits[b * words_ + c / 8];
+          k *= factors_[c * 256 + ((differ >> (8 * (c % 8))) & 255)];
+        }
+        kt[i * kBlock + b] = k;
+      }
+    }
+    return;
+  }
+  std::vector<double> u(count * dim_);
+  for (size_t b = 0; b < count; ++b)
+    for (size_t j = 0; j < dim_; ++j) u[b * dim_ + j] = rows[b * dim_ + j] / hyperparameters_.lengthscales[j];
+  for (size_t i = 0; i < n; ++i)
+    for (size_t b = 0; b < count; ++b)
+      kt[i * kBlock + b] = s * std::exp(-0.5 * squared_distance(&scaled_[i * dim_], &u[b * dim_], dim_));
 }
 
 GpPrediction GaussianProcess::predict(const std::vector<double>& x) const {
@@ -444,20 +503,12 @@ GpPrediction GaussianProcess::predict(const std::vector<double>& x) const {
 
 void GaussianProcess::predict(const double* rows, size_t count, GpPrediction* out) const {
   HNAS_ASSERT(num_points_ > 0, "predict() before fit()");
-  // Blocks of kBlock points: the triangular solve then runs over contiguous block columns
-  // (vectorisable) instead of one dependent chain per point.
-  constexpr size_t kBlock = 32;
   const size_t n = num_points_;
   const double s = hyperparameters_.signal_variance;
-  std::vector<double> kt(n * kBlock), u(kBlock * dim_);
+  std::vector<double> kt(n * kBlock);
   for (size_t first = 0; first < count; first += kBlock) {
     const size_t m = std::min(kBlock, count - first);
-    for (size_t b = 0; b < m; ++b)
-      for (size_t j = 0; j < dim_; ++j)
-        u[b * dim_ + j] = rows[(first + b) * dim_ + j] / hyperparameters_.lengthscales[j];
-    for (size_t i = 0; i < n; ++i)
-      for (size_t b = 0; b < m; ++b)
-        kt[i * kBlock + b] = s * std::exp(-0.5 * squared_distance(&scaled_[i * dim_], &u[b * dim_], dim_));
+    kernel_block(rows + first * dim_, m, kt.data());
     double mean[kBlock] = {}, explained[kBlock] = {};
     for (size_t i = 0; i < n; ++i) {
       const double a = alpha_[i];
@@ -466,7 +517,13 @@ void GaussianProcess::predict(const double* rows, size_t count, GpPrediction* ou
     for (size_t i = 0; i < n; ++i) {  // kt <- L^-1 kt
       const double* lrow = &chol_[packed(i)];
       double* ri = &kt[i * kBlock];
-      for (size_t k = 0; k < i; ++k) {
+      size_t k = 0;
+      for (; k + 4 <= i; k += 4) {  // four rows per pass: fewer loads and stores of ri
+        const double c0 = lrow[k], c1 = lrow[k + 1], c2 = lrow[k + 2], c3 = lrow[k + 3];
+        const double *r0 = &kt[k * kBlock], *r1 = r0 + kBlock, *r2 = r1 + kBlock, *r3 = r2 + kBlock;
+        for (size_t b = 0; b < kBlock; ++b) ri[b] -= (c0 * r0[b] + c1 * r1[b]) + (c2 * r2[b] + c3 * r3[b]);
+      }
+      for (; k < i; ++k) {
         const double c = lrow[k];
         const double* rk = &kt[k * kBlock];
         for (size_t b = 0; b < kBlock; ++b) ri[b] -= c * rk[b];

@@ -95,10 +95,11 @@ MadRun train_mad_setting(const arch::Genome& genome, const arch::ModelShape& sha
   model_options.init = o.init;
   model_options.seed = derive_seed(o.init_seed, "init " + setting.label());
   model::HybridModel model(model_options);
+  model->to(o.trainer.device);
 
   EpochBatches batches(data.train, o.batch_size, derive_seed(o.init_seed, "shuffle " + label));
-  const auto test_inputs = to_tensor(data.test.inputs, data.test.num_rows, data.test.row_length);
-  const auto test_targets = to_tensor(data.test.targets, data.test.num_rows, data.test.row_length);
+  const auto test_inputs = to_tensor(data.test.inputs, data.test.num_rows, data.test.row_length).to(o.trainer.device);
+  const auto test_targets = to_tensor(data.test.targets, data.test.num_rows, data.test.row_length).to(o.trainer.device);
   Evaluator evaluate = [&](model::HybridModel& m) {
     return evaluate_split(m, test_inputs, test_targets, o.batch_size);
   };

@@ -33,8 +33,9 @@ EvalMetrics evaluate_windows(model::HybridModel& model, const data::WindowSample
   MetricsAccumulator acc;
   for (int64_t i = 0; i < sampler.num_val_batches(); ++i) {
     const data::Batch b = sampler.val_batch(i);
-    auto logits = model->forward(to_tensor(b.inputs, b.batch_size, b.seq_len));
-    acc.add(batch_metrics(logits, to_tensor(b.targets, b.batch_size, b.seq_len)), b.batch_size);
+    const auto device = model->parameters().front().device();
+    auto logits = model->forward(to_tensor(b.inputs, b.batch_size, b.seq_len).to(device));
+    acc.add(batch_metrics(logits, to_tensor(b.targets, b.batch_size, b.seq_len).to(device)), b.batch_size);
   }
   return {acc.loss(), acc.macro_accuracy(), acc.micro_accuracy(), std::exp(acc.loss())};
 }
@@ -72,6 +73,7 @@ TokenEvaluation evaluate_tokens(const arch::Genome& genome, const arch::ModelSha
   model_options.init = o.init;
   model_options.seed = derive_seed(o.init_seed, "init tokens");
   model::HybridModel model(model_options);
+  model->to(o.trainer.device);
 
   TrainerOptions t = o.trainer;
   t.schedule.peak_lr = o.lr;

@@ -146,8 +146,11 @@ TrainResult train_model(model::HybridModel& model, BatchSource& data, const Eval
   const auto start = Clock::now();
   Optimizer optimizer(model, o);
   StepTimer timer;
-  dist::GradientReducer* const team = o.reducer != nullptr && o.reducer->size() > 1 ? o.reducer : nullptr;
+  // A one-rank team needs no reduction on the CPU; a GPU reducer is kept (it is NCCL's test).
   const auto parameters = model->parameters();
+  const auto device = parameters.front().device();
+  dist::GradientReducer* const team =
+      o.reducer != nullptr && (o.reducer->size() > 1 || !device.is_cpu()) ? o.reducer : nullptr;
   if (team) team->broadcast_from_leader(parameters);  // identical start even if seeding differs
 
   auto run_evaluation = [&](int64_t step) {
@@ -188,6 +191,7 @@ TrainResult train_model(model::HybridModel& model, BatchSource& data, const Eval
       optimizer.zero_grad();
 
       Batch batch = data.next();
+      if (batch.inputs.device() != device) batch = {batch.inputs.to(device), batch.targets.to(device)};
       const int64_t scored = (batch.targets != kIgnoreIndex).sum().item<int64_t>();
       const double normaliser = static_cast<double>(std::max<int64_t>(scored, 1));
       double loss_sum = 0;

@@ -148,6 +148,31 @@ TEST(GaussianProcess, batch_prediction_matches_single_points) {
   }
 }
 
+TEST(GaussianProcess, binary_inputs_take_a_fast_path_with_the_same_result) {
+  // Layer encodings are 0/1: the kernel then comes from per-input factor tables. A query
+  // with 1e-200 for 0 takes the general path at the same point.
+  hnas::Rng rng(9);
+  std::vector<std::vector<double>> x(40, std::vector<double>(70));  // more than one 64-bit word
+  std::vector<double> y;
+  for (auto& row : x) {
+    for (double& v : row) v = static_cast<double>(rng.uniform_int(uint64_t{2}));
+    y.push_back(row[0] - 2.0 * row[65] + row[1] * row[2]);
+  }
+  GaussianProcess gp;
+  gp.fit(x, y);
+  for (int q = 0; q < 10; ++q) {
+    std::vector<double> binary(70), general(70);
+    for (size_t j = 0; j < 70; ++j) {
+      binary[j] = static_cast<double>(rng.uniform_int(uint64_t{2}));
+      general[j] = binary[j] == 0.0 ? 1e-200 : 1.0;
+    }
+    const auto a = gp.predict(binary), b = gp.predict(general);
+    EXPECT_NEAR(a.mean, b.mean, 1e-9 * (1.0 + std::fabs(b.mean))) << "query " << q;
+    EXPECT_NEAR(a.variance, b.variance, 1e-9 * (1.0 + b.variance)) << "query " << q;
+  }
+  EXPECT_NEAR(gp.predict(x[3]).mean, y[3], 0.05);
+}
+
 TEST(GaussianProcess, condition_pins_the_fantasy_and_keeps_hyperparameters) {
   const auto x = uniform_points(15, 2, 8);
   std::vector<double> y;

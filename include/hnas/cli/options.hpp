@@ -29,6 +29,7 @@ struct EvaluateOptions {
   train::MadEvaluationOptions mad;
   train::TokenEvaluationOptions tokens;
   int threads = 0;            ///< intra-op threads (0: SLURM_CPUS_PER_TASK or all cores)
+  bool on_gpu = false;        ///< run.device = cuda: models train on CUDA (search: one GPU per rank)
   bool dry_run = false;       ///< validate and print the plan, train nothing
   std::string effective_ini;  ///< every key with its effective value, re-loadable
 };
@@ -43,9 +44,10 @@ struct SearchOptions {
   std::string run_dir;              ///< required (--run-dir); created if missing
   /// Most of the wall time results.h5 writes may take: writes are spaced so that the time
   /// spent writing stays below this fraction (the file is always rewritten at the end).
-  double results_overhead = 0.01;
-  std::string diverge_arch;  ///< [debug] fault injection: this architecture diverges
-  std::string fail_arch;     ///< [debug] fault injection: this architecture throws
+  double results_overhead = 0.005;
+  double nccl_timeout = 600;  ///< seconds a NCCL collective may make no progress before the job aborts
+  std::string diverge_arch;   ///< [debug] fault injection: this architecture diverges
+  std::string fail_arch;      ///< [debug] fault injection: this architecture throws
   bool dry_run = false;
   std::string effective_ini;
 };

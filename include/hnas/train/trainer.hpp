@@ -75,6 +75,8 @@ struct TrainerOptions {
   /// summed over the team; stop and time-out decisions and evaluation results are agreed
   /// over the team, so its ranks always take the same path.
   dist::GradientReducer* reducer = nullptr;
+  /// Where the evaluators build the model (batches follow the model's device).
+  torch::Device device = torch::kCPU;
 };
 
 struct CurvePoint {
