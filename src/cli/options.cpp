@@ -245,7 +245,7 @@ Invocation parse_command_line(int argc, const char* const* argv) {
     table.add("search.bo_local_starts", &st.bayesian.local_search_starts,
               "BO: best pool points refined by single-layer mutations");
     table.add("search.bo_refit_every", &st.bayesian.refit_every,
-              "BO: proposals between full GP hyperparameter fits (warm-started in between)");
+              "BO: proposals between GP hyperparameter fits (the last fit is reused in between)");
     table.add("search.asha_rungs", &st.halving.rungs, "successive-halving fidelity levels (1: off)");
     table.add("search.asha_eta", &st.halving.eta, "successive-halving reduction factor");
     table.add("run.nccl_timeout", &so.nccl_timeout,

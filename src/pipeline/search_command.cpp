@@ -237,11 +237,13 @@ class Coordinator {
                             strategy_->describe().c_str()));
   }
 
+  // The best valid result at the highest fidelity and the latest incremental stage reached
+  // (objectives of different fidelities or depths are not comparable).
   const CandidateResult* best_result() const {
     const CandidateResult* best = nullptr;
+    const auto level = [](const CandidateResult& r) { return std::make_pair(r.rung, r.stage); };
     for (const auto& r : record_.results())
-      if (r.valid &&
-          (!best || r.objective > best->objective || (r.objective == best->objective && r.rung > best->rung)))
+      if (r.valid && (!best || level(r) > level(*best) || (level(r) == level(*best) && r.objective > best->objective)))
         best = &r;
     return best;
   }
@@ -278,11 +280,11 @@ class Coordinator {
     ++saves_;
   }
 
-  // Spearman's rho between consecutive rungs over candidates evaluated at both.
+  // Spearman's rho between consecutive rungs over the architectures evaluated at both.
   void report_rank_correlations() {
-    std::map<int, std::map<int64_t, double>> by_rung;
+    std::map<int, std::map<std::string, double>> by_rung;
     for (const auto& r : record_.results())
-      if (r.valid) by_rung[r.rung][r.candidate_id] = r.objective;
+      if (r.valid) by_rung[r.rung][r.arch] = r.objective;
     for (const auto& [rung, objectives] : by_rung) {
       const auto next = by_rung.find(rung + 1);
       if (next == by_rung.end()) continue;
@@ -430,7 +432,8 @@ Startup start_up(const cli::SearchOptions& o, const dist::Communicator& world) {
         "tokens.batch_size = " << o.evaluation.tokens.batch_size << " is smaller than search.ranks_per_candidate");
     auto strategy_options = o.strategy;
     strategy_options.seconds_per_evaluation =
-        estimate_evaluation_seconds(o.evaluation, o.strategy.space.num_layers, 0.3 * 50e9);
+        estimate_evaluation_seconds(o.evaluation, o.strategy.space.num_layers,
+                                    o.evaluation.on_gpu ? 0 : 0.5 * train::measure_cpu_sgemm_flops(512, 3));
     s.strategy = search::make_strategy(strategy_options);
     if (o.evaluation.on_tokens) {  // every rank reads the shards: check them on every rank
       std::vector<std::string> specs = o.evaluation.tokens.train_paths;

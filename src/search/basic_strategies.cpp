@@ -79,10 +79,10 @@ class SampledRandom final : public ListStrategy {
   std::set<std::string> seen_;
 };
 
-std::string format_hours(double hours) {
-  if (hours < 10) return log::format("%.1f", hours);
-  if (hours < 1e7) return log::format("%.0f", hours);
-  return log::format("%.2g", hours);
+// "45.2s", "3m05s", "12h00m", "4.2e+05 hours": a duration of any size.
+std::string format_estimate(double seconds) {
+  if (seconds < 1e6) return log::format_duration(seconds);
+  return log::format("%.2g hours", seconds / 3600.0);
 }
 
 }  // namespace
@@ -101,9 +101,9 @@ std::unique_ptr<Strategy> make_exhaustive(const SearchSpace& space, int64_t budg
     out << " feasible candidates of " << space.prefix().size() + space.suffix().size() + space.num_layers()
         << " layers, more than search.max_evaluations = " << budget;
     if (seconds_per_evaluation > 0) {
-      const double hours = space.feasible_size() * seconds_per_evaluation / 3600.0;
-      out << "; an exhaustive search would take about " << format_hours(hours) << " hours of one team at "
-          << seconds_per_evaluation << " s per evaluation";
+      out << "; an exhaustive search would take about "
+          << format_estimate(space.feasible_size() * seconds_per_evaluation) << " of one team at an estimated "
+          << log::format("%.3g", seconds_per_evaluation) << " s per evaluation";
     }
     out << ". Use search.strategy = bo (Bayesian optimisation), or raise search.max_evaluations";
     throw ConfigError(out.str());

@@ -141,7 +141,7 @@ TEST(Exhaustive, refuses_a_space_larger_than_the_budget) {
   EXPECT_NE(message.find("65536 feasible candidates"), std::string::npos) << message;
   EXPECT_NE(message.find("search.max_evaluations = 100"), std::string::npos) << message;
   // 65536 * 10 s = 182.04 hours.
-  EXPECT_NE(message.find("an exhaustive search would take about 182 hours of one team"), std::string::npos) << message;
+  EXPECT_NE(message.find("an exhaustive search would take about 182h02m of one team"), std::string::npos) << message;
   EXPECT_NE(message.find("search.strategy = bo"), std::string::npos) << message;
 
   o.seconds_per_evaluation = 0;

@@ -51,7 +51,7 @@ struct BayesianOptions {
   int64_t initial_points = 0;        ///< quasi-random design before the GP (0: max(5, 2n), at most half the budget)
   int64_t random_pool = 20000;       ///< candidates scored per proposal when the space is > 2^16
   int64_t local_search_starts = 10;  ///< best random-pool points refined by single-layer mutations
-  int64_t refit_every = 1;           ///< proposals between full hyperparameter fits (warm-started in between)
+  int64_t refit_every = 1;           ///< proposals between hyperparameter fits (each warm-starts; reused between)
 };
 
 struct SuccessiveHalvingOptions {
