@@ -221,7 +221,7 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   auto& st = so.strategy;
   if (searching) {
     table.description().add_options()("run-dir", po::value<std::string>(&so.run_dir),
-                                      "run directory (results.h5, logs); rerunning on it resumes");
+                                      "run directory (results.h5); rerunning on it resumes");
     table.add("search.strategy", &raw.strategy, "exhaustive, random, bo, end_incremental or middle_incremental");
     table.add("search.num_layers", &st.space.num_layers, "layers n the search chooses (per stage when incremental)");
     table.add("search.primitives", &raw.primitives, "primitive letters of the space (A attention, M MLP)");
@@ -273,7 +273,7 @@ Invocation parse_command_line(int argc, const char* const* argv) {
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    throw ConfigError(std::string(e.what()) + "; try hnas evaluate --help");
+    throw ConfigError(std::string(e.what()) + "; try hnas " + command + " --help");
   }
   if (help) {
     std::ostringstream out;

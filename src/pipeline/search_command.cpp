@@ -72,14 +72,22 @@ std::string utc_now() {
   return text;
 }
 
-// The configuration a resumed search must share with the one that started it: every key
-// except [run] (threads may change between jobs).
+// The configuration a resumed search must share with the one that started it, one
+// "[section] key = value" per line: every key except those a later job may change (the
+// [run] section, the team size, the results-file write budget).
 std::string search_defining_config(const std::string& ini) {
   std::istringstream in(ini);
   std::string out, section;
   for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line.front() == '[') section = line;
-    if (section != "[run]") out += line + "\n";
+    if (line.empty()) continue;
+    if (line.front() == '[') {
+      section = line;
+      continue;
+    }
+    const bool free_to_change =
+        section == "[run]" || (section == "[search]" &&
+                               (line.rfind("ranks_per_candidate", 0) == 0 || line.rfind("results_overhead", 0) == 0));
+    if (!free_to_change) out += (section.empty() ? "" : section + " ") + line + "\n";
   }
   return out;
 }
@@ -459,7 +467,7 @@ Startup start_up(const cli::SearchOptions& o, const dist::Communicator& world) {
       s.record = std::move(record);
     } else {
       s.record.emplace(objective_task_names(o.evaluation), make_provenance(o, world));
-      s.record->save(path);  // proves the directory is writable before any work starts
+      if (!o.dry_run) s.record->save(path);  // proves the directory is writable before any work starts
     }
   });
   int64_t complete = s.already_complete;

@@ -115,4 +115,43 @@ TEST(Options, help_and_version) {
   EXPECT_NE(help.help.find("model.kv_heads"), std::string::npos);
 }
 
+TEST(Options, search_reads_the_strategy_space_and_team_keys) {
+  hnas::testing::TempDir dir;
+  const auto ini = write_ini(dir,
+                             "task = in-context-recall\n[search]\nstrategy = middle_incremental\nnum_layers = 4\n"
+                             "target_layers = 12\nprimitives = AM\nfirst = M\nmax_attention_fraction = 0.5\n"
+                             "ranks_per_candidate = 2\nasha_rungs = 3\n");
+  const auto inv = parse({"search", "--config", ini, "--run-dir", dir.file("run"), "--search.seed=7"});
+  ASSERT_EQ(inv.command, Command::Search);
+  const auto& s = inv.search;
+  EXPECT_EQ(s.strategy.kind, hnas::search::StrategyKind::MiddleIncremental);
+  EXPECT_EQ(s.strategy.space.num_layers, 4);
+  EXPECT_EQ(s.strategy.target_layers, 12);
+  ASSERT_TRUE(s.strategy.space.first.has_value());
+  EXPECT_EQ(*s.strategy.space.first, hnas::arch::Primitive::Mlp);
+  EXPECT_FALSE(s.strategy.space.last.has_value());
+  EXPECT_DOUBLE_EQ(s.strategy.space.max_attention_fraction, 0.5);
+  EXPECT_EQ(s.strategy.seed, 7u);
+  EXPECT_EQ(s.strategy.halving.rungs, 3);
+  EXPECT_EQ(s.ranks_per_candidate, 2);
+  EXPECT_EQ(s.run_dir, dir.file("run"));
+  EXPECT_EQ(s.evaluation.mad.tasks.size(), 1u);
+  EXPECT_NE(s.effective_ini.find("strategy = middle_incremental"), std::string::npos);
+  EXPECT_EQ(s.effective_ini.find("\narch ="), std::string::npos);  // the strategy chooses it
+}
+
+TEST(Options, search_problems_are_reported_together_with_their_keys) {
+  const auto message = error_of({"search", "--search.strategy=annealing", "--search.primitives=AX", "--search.first=AM",
+                                 "--search.ranks_per_candidate=0", "--run.device=tpu"});
+  EXPECT_NE(message.find("--run-dir is required"), std::string::npos) << message;
+  EXPECT_NE(message.find("search.strategy must be exhaustive, random, bo"), std::string::npos) << message;
+  EXPECT_NE(message.find("search.primitives: unknown primitive 'X'"), std::string::npos) << message;
+  EXPECT_NE(message.find("search.first must be one primitive letter"), std::string::npos) << message;
+  EXPECT_NE(message.find("search.ranks_per_candidate must be >= 1"), std::string::npos) << message;
+  EXPECT_NE(message.find("run.device must be cpu or cuda"), std::string::npos) << message;
+  // search keys do not exist for evaluate, and arch does not exist for search
+  EXPECT_NE(error_of({"evaluate", "--arch", "AM", "--search.seed=1"}).find("search.seed"), std::string::npos);
+  EXPECT_NE(error_of({"search", "--run-dir", "x", "--arch", "AM"}).find("arch"), std::string::npos);
+}
+
 }  // namespace
