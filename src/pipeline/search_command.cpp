@@ -6,10 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <deque>
 #include <filesystem>
-#include <map>
-#include <set>
 #include <sstream>
 #include <thread>
 
@@ -23,45 +20,14 @@
 #include "hnas/io/h5.hpp"
 #include "hnas/pipeline/candidate_evaluation.hpp"
 #include "hnas/pipeline/evaluate_command.hpp"
-#include "hnas/search/statistics.hpp"
 #include "hnas/train/throughput.hpp"
 #include "hnas/version.hpp"
+#include "coordinator.hpp"
 
 namespace hnas::pipeline {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Message tags of the work queue between rank 0 and the team leaders.
-enum Tag : int { kTagRequest = 101, kTagAssignment = 102, kTagStopNotice = 103 };
-
-enum class AssignmentKind : int32_t { Evaluate = 0, Finish = 1, Stop = 2 };
-
-struct Assignment {
-  AssignmentKind kind = AssignmentKind::Finish;
-  EvaluationRequest request;
-};
-
-std::string serialize(const Assignment& a) {
-  dist::MessageWriter w;
-  w.put(a.kind).put(a.request.candidate_id).put(a.request.fidelity).put(a.request.team);
-  w.put_string(a.request.proposal.genome.to_string()).put(a.request.proposal.rung).put(a.request.proposal.stage);
-  return w.bytes();
-}
-
-Assignment deserialize_assignment(const std::string& bytes) {
-  dist::MessageReader r(bytes);
-  Assignment a;
-  a.kind = r.get<AssignmentKind>();
-  a.request.candidate_id = r.get<int64_t>();
-  a.request.fidelity = r.get<double>();
-  a.request.team = r.get<int32_t>();
-  const auto arch = r.get_string();
-  if (!arch.empty()) a.request.proposal.genome = arch::Genome::parse(arch);
-  a.request.proposal.rung = r.get<int>();
-  a.request.proposal.stage = r.get<int>();
-  return a;
-}
 
 std::string utc_now() {
   std::time_t now = std::time(nullptr);
@@ -104,229 +70,6 @@ std::string first_difference(const std::string& a, const std::string& b) {
     if (la != lb) return "run directory has \"" + la + "\", this run has \"" + lb + "\"";
   }
 }
-
-// Rank 0's side of the search: the strategy, the record, the queue of work and the
-// leaders waiting for it.
-class Coordinator {
- public:
-  Coordinator(const cli::SearchOptions& options, std::unique_ptr<search::Strategy> strategy, SearchRecord record,
-              std::string results_path, const dist::Communicator& world, int team_size)
-      : options_(options),
-        strategy_(std::move(strategy)),
-        record_(std::move(record)),
-        results_path_(std::move(results_path)),
-        world_(world),
-        team_size_(team_size),
-        start_(Clock::now()) {
-    replay();
-    for (int leader = team_size_; leader < world_.size(); leader += team_size_) leaders_.insert(leader);
-    save();
-  }
-
-  bool stopping() const { return stopping_; }
-  const SearchRecord& record() const { return record_; }
-
-  /// The next evaluation for `team`, or nullopt (nothing can start now, or stopping).
-  std::optional<Assignment> next(int team) {
-    if (stopping_) return std::nullopt;
-    Assignment a;
-    a.kind = AssignmentKind::Evaluate;
-    a.request.team = team;
-    if (!requeue_.empty()) {
-      a.request.candidate_id = requeue_.front();
-      requeue_.pop_front();
-    } else {
-      auto proposal = strategy_->propose();
-      if (!proposal) return std::nullopt;
-      a.request.candidate_id = next_id_++;
-      pending_[a.request.candidate_id] = *proposal;
-      record_.add_event({SearchEvent::Kind::Propose, a.request.candidate_id, *proposal, {}});
-    }
-    a.request.proposal = pending_.at(a.request.candidate_id);
-    a.request.fidelity = strategy_->fidelity(a.request.proposal.rung);
-    running_[team] = a.request.candidate_id;
-    return a;
-  }
-
-  /// Records a finished evaluation (any team).
-  void complete(const CandidateResult& result) {
-    running_.erase(result.team);
-    if (result.status == "stopped") {  // not an outcome: it runs again on resume
-      requeue_.push_front(result.candidate_id);
-      begin_stop();
-      return;
-    }
-    const auto it = pending_.find(result.candidate_id);
-    HNAS_ASSERT(it != pending_.end(), "result for candidate " << result.candidate_id << " that is not pending");
-    const search::Outcome outcome{result.objective, result.valid};
-    strategy_->observe(it->second, outcome);
-    record_.add_event({SearchEvent::Kind::Observe, result.candidate_id, it->second, outcome});
-    pending_.erase(it);
-    record_.add_result(result);
-    evaluation_seconds_ += result.seconds;
-    report(result);
-    maybe_save();
-  }
-
-  /// Serves waiting team leaders: takes their results and hands out work. Never blocks.
-  void poll() {
-    while (auto message = world_.try_receive(MPI_ANY_SOURCE, kTagRequest)) {
-      dist::MessageReader reader(message->bytes);
-      if (reader.get<int32_t>() != 0) complete(deserialize_result(reader.get_string()));
-      waiting_.push_back(message->source);
-    }
-    if (stop_requested()) begin_stop();
-    for (auto it = waiting_.begin(); it != waiting_.end();) {
-      const int leader = *it, team = leader / team_size_;
-      std::optional<Assignment> assignment = next(team);
-      if (!assignment && (stopping_ || all_done())) {
-        assignment = Assignment{stopping_ ? AssignmentKind::Stop : AssignmentKind::Finish, {}};
-        leaders_.erase(leader);
-      }
-      if (!assignment) {
-        ++it;
-        continue;
-      }
-      world_.send(serialize(*assignment), leader, kTagAssignment);
-      it = waiting_.erase(it);
-    }
-  }
-
-  void begin_stop() {
-    if (stopping_) return;
-    stopping_ = true;
-    log::info("search: stop requested; teams stop at their next step, then the state is saved");
-    for (const auto& [team, id] : running_)
-      if (team != 0) world_.send(std::string(1, '\0'), team * team_size_, kTagStopNotice);
-  }
-
-  /// Nothing left to propose, queue and teams idle.
-  bool all_done() const { return requeue_.empty() && running_.empty() && strategy_->done(); }
-  /// Every other leader has been told to finish or stop.
-  bool leaders_released() const { return leaders_.empty(); }
-
-  void finish() {
-    record_.set_status(stopping_ ? "stopped" : "completed");
-    report_rank_correlations();
-    save();
-    const double wall = std::chrono::duration<double>(Clock::now() - start_).count();
-    log::info(
-        log::format("search %s: %zu evaluations in %s; results.h5 written %ld times, %.3f s = %.3f%% of wall time",
-                    stopping_ ? "stopped" : "complete", record_.results().size(), log::format_duration(wall).c_str(),
-                    static_cast<long>(saves_), save_seconds_, 100.0 * save_seconds_ / std::max(wall, 1e-9)));
-    if (const auto* best = best_result())
-      log::info(log::format("best: %s objective %.4f (candidate %ld)", best->arch.c_str(), best->objective,
-                            static_cast<long>(best->candidate_id)));
-  }
-
- private:
-  // Replays the recorded event log on the fresh strategy: its state (observations, RNG,
-  // rungs, stages) becomes what it was; proposals without an outcome run again.
-  void replay() {
-    for (const auto& e : record_.events()) {
-      if (e.kind == SearchEvent::Kind::Propose) {
-        const auto p = strategy_->propose();
-        HNAS_CHECK(p && p->genome == e.proposal.genome && p->rung == e.proposal.rung, InputError,
-                   results_path_ << ": the recorded search does not replay (candidate " << e.candidate_id << " was "
-                                 << e.proposal.genome.to_string() << ", the strategy now proposes "
-                                 << (p ? p->genome.to_string() : std::string("nothing"))
-                                 << "); was it written by another hnas version? Use a new run directory.");
-        pending_[e.candidate_id] = *p;
-        next_id_ = std::max(next_id_, e.candidate_id + 1);
-      } else {
-        strategy_->observe(pending_.at(e.candidate_id), e.outcome);
-        pending_.erase(e.candidate_id);
-      }
-    }
-    for (const auto& [id, proposal] : pending_) requeue_.push_back(id);
-    if (!record_.events().empty())
-      log::info(log::format("search: resumed %s: %zu evaluations done, %zu to run again, strategy %s",
-                            results_path_.c_str(), record_.results().size(), requeue_.size(),
-                            strategy_->describe().c_str()));
-  }
-
-  // The best valid result at the highest fidelity and the latest incremental stage reached
-  // (objectives of different fidelities or depths are not comparable).
-  const CandidateResult* best_result() const {
-    const CandidateResult* best = nullptr;
-    const auto level = [](const CandidateResult& r) { return std::make_pair(r.rung, r.stage); };
-    for (const auto& r : record_.results())
-      if (r.valid && (!best || level(r) > level(*best) || (level(r) == level(*best) && r.objective > best->objective)))
-        best = &r;
-    return best;
-  }
-
-  void report(const CandidateResult& r) {
-    const auto* best = best_result();
-    const int64_t proposed = next_id_;
-    const int64_t remaining =
-        std::max<int64_t>(0, options_.strategy.max_evaluations - proposed) + static_cast<int64_t>(pending_.size());
-    const double per_evaluation = evaluation_seconds_ / static_cast<double>(record_.results().size());
-    const double teams = static_cast<double>(world_.size() / team_size_);
-    log::info(log::format("search %zu done | #%ld %s rung %d | objective %.4f | %s | %.1fs team %d | best %.4f %s | "
-                          "ETA %s",
-                          record_.results().size(), static_cast<long>(r.candidate_id), r.arch.c_str(), r.rung,
-                          r.objective, r.status.c_str(), r.seconds, r.team, best ? best->objective : NAN,
-                          best ? best->arch.c_str() : "-",
-                          log::format_duration(per_evaluation * static_cast<double>(remaining) / teams).c_str()) +
-              (r.error.empty() ? "" : " | " + r.error));
-  }
-
-  // Rewrites results.h5 when the time since the last write is long enough to keep writes
-  // below options.results_overhead of the wall time.
-  void maybe_save() {
-    const double since = std::chrono::duration<double>(Clock::now() - last_save_end_).count();
-    if (since * options_.results_overhead >= last_save_seconds_) save();
-  }
-
-  void save() {
-    const auto start = Clock::now();
-    record_.save(results_path_);
-    last_save_end_ = Clock::now();
-    last_save_seconds_ = std::chrono::duration<double>(last_save_end_ - start).count();
-    save_seconds_ += last_save_seconds_;
-    ++saves_;
-  }
-
-  // Spearman's rho between consecutive rungs over the architectures evaluated at both.
-  void report_rank_correlations() {
-    std::map<int, std::map<std::string, double>> by_rung;
-    for (const auto& r : record_.results())
-      if (r.valid) by_rung[r.rung][r.arch] = r.objective;
-    for (const auto& [rung, objectives] : by_rung) {
-      const auto next = by_rung.find(rung + 1);
-      if (next == by_rung.end()) continue;
-      std::vector<double> low, high;
-      for (const auto& [id, value] : next->second)
-        if (objectives.count(id)) low.push_back(objectives.at(id)), high.push_back(value);
-      const double rho = search::spearman_correlation(low, high);
-      record_.set_summary(log::format("spearman_rung%d_rung%d", rung, rung + 1), rho);
-      log::info(log::format("rank correlation between rungs %d and %d: Spearman %.3f over %zu candidates", rung,
-                            rung + 1, rho, low.size()));
-    }
-  }
-
-  const cli::SearchOptions& options_;
-  std::unique_ptr<search::Strategy> strategy_;
-  SearchRecord record_;
-  std::string results_path_;
-  const dist::Communicator& world_;
-  int team_size_;
-  Clock::time_point start_;
-
-  std::map<int64_t, search::Proposal> pending_;  // proposed, no outcome yet
-  std::deque<int64_t> requeue_;                  // pending but not running (after resume or a stop)
-  std::map<int, int64_t> running_;               // team -> candidate
-  std::vector<int> waiting_;                     // leaders waiting for an assignment
-  std::set<int> leaders_;                        // leaders not yet released
-  int64_t next_id_ = 0;
-  bool stopping_ = false;
-  double evaluation_seconds_ = 0;
-
-  Clock::time_point last_save_end_;
-  double last_save_seconds_ = 0, save_seconds_ = 0;
-  int64_t saves_ = 0;
-};
 
 struct Team {
   dist::Communicator comm;

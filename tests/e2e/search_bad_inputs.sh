@@ -4,7 +4,7 @@
 # names the problem, and no results.h5 where the run never started.
 source "$(dirname "$0")/search_lib.sh"
 
-# expect_error NAME TEXT ARGS...: a 4-rank search with ARGS must exit 2 within 20 s and
+# expect_error NAME TEXT ARGS...: a 4-rank search with ARGS must exit 2 within 45 s (slow only on an overloaded machine) and
 # print exactly one error line, which contains TEXT.
 expect_error() {
   local name="$1" text="$2"; shift 2
@@ -13,7 +13,7 @@ expect_error() {
   run "$name"
   expect_status 2
   local seconds=$((SECONDS - start))
-  if [ "$seconds" -gt 20 ]; then echo "FAIL: took $seconds s to fail"; exit 1; fi
+  if [ "$seconds" -gt 45 ]; then echo "FAIL: took $seconds s to fail"; exit 1; fi
   local errors
   errors=$(grep -c "error:" "$work/$name.log" || true)
   if [ "$errors" -ne 1 ]; then echo "FAIL: $errors error lines, expected 1 (rank 0 only)"; exit 1; fi
