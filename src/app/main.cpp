@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <exception>
 #include <optional>
+#include <string>
 
 #include "hnas/cli/options.hpp"
 #include "hnas/core/error.hpp"
@@ -43,12 +44,20 @@ int main(int argc, char** argv) {
   hnas::train::restart_with_launch_environment(argv);
   hnas::train::keep_freed_memory();
   hnas::install_stop_signal_handlers();
+  // MPI starts before parsing for the commands that use it, so that every rank agrees on a
+  // bad configuration and rank 0 reports it before any rank exits.
   std::optional<hnas::dist::MpiSession> mpi;
+  if (argc > 1 && std::string(argv[1]) == "search") mpi.emplace(&argc, &argv);
   try {
-    const auto invocation = hnas::cli::parse_command_line(argc, argv);
+    hnas::cli::Invocation invocation;
+    if (mpi)
+      hnas::dist::agree_on_errors(hnas::dist::Communicator::world(),
+                                  [&] { invocation = hnas::cli::parse_command_line(argc, argv); });
+    else
+      invocation = hnas::cli::parse_command_line(argc, argv);
     switch (invocation.command) {
       case hnas::cli::Command::Help:
-        std::fputs(invocation.help.c_str(), stdout);
+        if (world_rank() == 0) std::fputs(invocation.help.c_str(), stdout);
         return hnas::kExitOk;
       case hnas::cli::Command::Version:
         std::printf("hnas %s (%s)\n", hnas::kVersion, hnas::kGitRevision);
@@ -56,11 +65,11 @@ int main(int argc, char** argv) {
       case hnas::cli::Command::Evaluate:
         return hnas::pipeline::run_evaluate(invocation.evaluate);
       case hnas::cli::Command::Search:
-        mpi.emplace(&argc, &argv);
         return hnas::pipeline::run_search(invocation.search);
     }
   } catch (const hnas::CollectiveError& e) {
     if (world_rank() == 0) hnas::log::error(e.what());
+    MPI_Barrier(MPI_COMM_WORLD);  // the message is out before any rank's exit ends the job
     return e.exit_code();
   } catch (const hnas::Error& e) {
     if (mpi) {  // only this rank knows: it speaks and takes the job down

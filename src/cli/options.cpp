@@ -153,7 +153,10 @@ Invocation parse_command_line(int argc, const char* const* argv) {
                                     "INI file with any of the keys below");
   table.description().add_options()("dry-run", po::bool_switch(&raw.dry_run),
                                     "validate, print the plan, train nothing");
-  if (!searching) table.add("arch", &raw.arch, "architecture: letters (AAMMMM) or run-length (A2M4)");
+  if (!searching)
+    table.add("arch", &raw.arch, "architecture: letters (AAMMMM) or run-length (A2M4)");
+  else  // accepted so that an evaluate config gets a clear answer instead of "unrecognised"
+    table.description().add_options()("arch", po::value<std::string>(&raw.arch), "(hnas evaluate only)");
   table.add("task", &raw.task, "MAD tasks: comma-separated registry names, or 'all'");
   table.add("data", &raw.data, "token shards to train on (.bin, .h5, .h5:/dataset); replaces MAD");
 
@@ -296,6 +299,9 @@ Invocation parse_command_line(int argc, const char* const* argv) {
     }
   } else {
     check(!so.run_dir.empty(), "--run-dir is required (the directory of results.h5; rerunning resumes)");
+    check(raw.arch.empty(), "arch = " + raw.arch +
+                                ": hnas search chooses the architectures (search.num_layers, search.primitives); "
+                                "remove arch from the configuration");
     if (const auto kind = search::parse_strategy(raw.strategy))
       st.kind = *kind;
     else
