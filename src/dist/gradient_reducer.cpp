@@ -8,6 +8,38 @@
 #include "hnas/core/error.hpp"
 
 namespace hnas::dist {
+
+void GradientReducer::pack_gradients(const std::vector<at::Tensor>& parameters, at::Tensor& flat) {
+  int64_t total = 0;
+  for (const auto& p : parameters) total += p.numel();
+  const auto& first = parameters.front();
+  if (!flat.defined() || flat.numel() != total || flat.scalar_type() != first.scalar_type() ||
+      flat.device() != first.device())
+    flat = torch::empty({total}, first.options());
+  int64_t offset = 0;
+  for (const auto& p : parameters) {
+    auto slot = flat.narrow(0, offset, p.numel());
+    if (p.grad().defined())
+      slot.copy_(p.grad().reshape(-1));
+    else
+      slot.zero_();
+    offset += p.numel();
+  }
+}
+
+void GradientReducer::unpack_gradients(const at::Tensor& flat, const std::vector<at::Tensor>& parameters) {
+  int64_t offset = 0;
+  for (const auto& p : parameters) {
+    auto slot = flat.narrow(0, offset, p.numel()).view(p.sizes());
+    auto& grad = const_cast<at::Tensor&>(p).mutable_grad();
+    if (grad.defined())
+      grad.copy_(slot);
+    else
+      grad = slot.clone();
+    offset += p.numel();
+  }
+}
+
 namespace {
 
 class MpiReducer final : public GradientReducer {
@@ -15,33 +47,12 @@ class MpiReducer final : public GradientReducer {
   using GradientReducer::GradientReducer;
 
   void sum_gradients(const std::vector<at::Tensor>& parameters) override {
-    int64_t total = 0;
-    for (const auto& p : parameters) {
+    for (const auto& p : parameters)
       HNAS_ASSERT(p.device().is_cpu() && p.scalar_type() == at::kFloat,
                   "the MPI reducer takes CPU float32 parameters (use NCCL for CUDA tensors)");
-      total += p.numel();
-    }
-    if (flat_.numel() != total) flat_ = torch::empty({total}, torch::kFloat32);
-    int64_t offset = 0;
-    for (const auto& p : parameters) {
-      auto slot = flat_.narrow(0, offset, p.numel());
-      if (p.grad().defined())
-        slot.copy_(p.grad().reshape(-1));
-      else
-        slot.zero_();
-      offset += p.numel();
-    }
-    team_.all_reduce_sum(flat_.data_ptr<float>(), static_cast<size_t>(total));
-    offset = 0;
-    for (const auto& p : parameters) {
-      auto slot = flat_.narrow(0, offset, p.numel()).view(p.sizes());
-      auto& grad = const_cast<at::Tensor&>(p).mutable_grad();
-      if (grad.defined())
-        grad.copy_(slot);
-      else
-        grad = slot.clone();
-      offset += p.numel();
-    }
+    pack_gradients(parameters, flat_);
+    team_.all_reduce_sum(flat_.data_ptr<float>(), static_cast<size_t>(flat_.numel()));
+    unpack_gradients(flat_, parameters);
   }
 
   void broadcast_from_leader(const std::vector<at::Tensor>& tensors) override {

@@ -59,38 +59,15 @@ class NcclReducer final : public GradientReducer {
 
   void sum_gradients(const std::vector<at::Tensor>& parameters) override {
     HNAS_ASSERT(!parameters.empty(), "no parameters");
-    const auto options = parameters.front().options();
-    int64_t total = 0;
-    for (const auto& p : parameters) {
-      HNAS_ASSERT(p.is_cuda() && p.scalar_type() == options.dtype().toScalarType(),
+    for (const auto& p : parameters)
+      HNAS_ASSERT(p.is_cuda() && p.scalar_type() == parameters.front().scalar_type(),
                   "the NCCL reducer takes CUDA parameters of one dtype");
-      total += p.numel();
-    }
-    if (flat_.numel() != total || flat_.scalar_type() != options.dtype().toScalarType())
-      flat_ = torch::empty({total}, options);
-    int64_t offset = 0;
-    for (const auto& p : parameters) {
-      auto slot = flat_.narrow(0, offset, p.numel());
-      if (p.grad().defined())
-        slot.copy_(p.grad().reshape(-1));
-      else
-        slot.zero_();
-      offset += p.numel();
-    }
-    check(ncclAllReduce(flat_.data_ptr(), flat_.data_ptr(), static_cast<size_t>(total), nccl_type(flat_.scalar_type()),
-                        ncclSum, comm_, /*stream=*/nullptr),
+    pack_gradients(parameters, flat_);
+    check(ncclAllReduce(flat_.data_ptr(), flat_.data_ptr(), static_cast<size_t>(flat_.numel()),
+                        nccl_type(flat_.scalar_type()), ncclSum, comm_, /*stream=*/nullptr),
           "ncclAllReduce");
     wait("ncclAllReduce");
-    offset = 0;
-    for (const auto& p : parameters) {
-      auto slot = flat_.narrow(0, offset, p.numel()).view(p.sizes());
-      auto& grad = const_cast<at::Tensor&>(p).mutable_grad();
-      if (grad.defined())
-        grad.copy_(slot);
-      else
-        grad = slot.clone();
-      offset += p.numel();
-    }
+    unpack_gradients(flat_, parameters);
   }
 
   void broadcast_from_leader(const std::vector<at::Tensor>& tensors) override {

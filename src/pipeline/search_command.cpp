@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "coordinator.hpp"
 #include "hnas/core/check.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/core/log.hpp"
@@ -22,7 +23,6 @@
 #include "hnas/pipeline/evaluate_command.hpp"
 #include "hnas/train/throughput.hpp"
 #include "hnas/version.hpp"
-#include "coordinator.hpp"
 
 namespace hnas::pipeline {
 namespace {

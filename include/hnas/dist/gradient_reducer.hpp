@@ -43,6 +43,13 @@ class GradientReducer {
   void broadcast_from_leader(double* values, size_t count) const { team_.broadcast(values, count * sizeof(double), 0); }
 
  protected:
+  /// Copies the parameters' gradients, in order, into one flat buffer (zeros where a
+  /// gradient is missing), reallocating `flat` with the parameters' dtype and device when
+  /// its size or type does not fit.
+  static void pack_gradients(const std::vector<at::Tensor>& parameters, at::Tensor& flat);
+  /// The inverse: each parameter's gradient becomes its slice of `flat` (materialised if missing).
+  static void unpack_gradients(const at::Tensor& flat, const std::vector<at::Tensor>& parameters);
+
   const Communicator& team_;
 };
 
