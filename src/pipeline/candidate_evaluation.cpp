@@ -8,6 +8,7 @@
 
 #include "hnas/core/error.hpp"
 #include "hnas/core/log.hpp"
+#include "hnas/dist/gradient_reducer.hpp"
 
 namespace hnas::pipeline {
 namespace {
@@ -144,8 +145,11 @@ CandidateResult evaluate_candidate(const cli::EvaluateOptions& base, const Evalu
     else
       evaluate_on_mad(base, request.proposal.genome, request.fidelity, trainer, diverge, result);
   } catch (const std::exception& e) {
-    // A candidate that throws is recorded and the search goes on. (In a team, an error
-    // that hits one rank only inside a collective cannot be recovered: that path aborts.)
+    // A candidate that throws is recorded and the search goes on. In a team of several
+    // ranks only hnas's own checks are recorded: they fail alike on every rank. Anything
+    // else (a LibTorch error, out of memory) may have hit this rank alone while its peers
+    // wait in a collective, so it ends the job (main aborts) rather than hang it.
+    if (team != nullptr && team->size() > 1 && dynamic_cast<const Error*>(&e) == nullptr) throw;
     result.status = "failed";
     result.valid = false;
     result.objective = NAN;
