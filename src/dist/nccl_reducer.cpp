@@ -24,7 +24,7 @@ namespace {
 
 void check_cuda(cudaError_t status, const char* what) {
   if (status != cudaSuccess)
-    throw IoError(std::string("CUDA call failed: ") + what + ": " + cudaGetErrorString(status));
+    throw FatalError(std::string("CUDA call failed: ") + what + ": " + cudaGetErrorString(status));
 }
 
 ncclDataType_t nccl_type(at::ScalarType type) {
@@ -110,8 +110,8 @@ class NcclReducer final : public GradientReducer {
   [[noreturn]] void fail(const std::string& message) {
     if (comm_ != nullptr) ncclCommAbort(comm_);
     comm_ = nullptr;
-    throw IoError("NCCL (team rank " + std::to_string(team_.rank()) + ", device " + std::to_string(device_) +
-                  "): " + message);
+    throw FatalError("NCCL (team rank " + std::to_string(team_.rank()) + ", device " + std::to_string(device_) +
+                     "): " + message);
   }
 
   int device_;

@@ -148,8 +148,10 @@ CandidateResult evaluate_candidate(const cli::EvaluateOptions& base, const Evalu
     // A candidate that throws is recorded and the search goes on. In a team of several
     // ranks only hnas's own checks are recorded: they fail alike on every rank. Anything
     // else (a LibTorch error, out of memory) may have hit this rank alone while its peers
-    // wait in a collective, so it ends the job (main aborts) rather than hang it.
+    // wait in a collective, so it ends the job (main aborts) rather than hang it, and so
+    // does a FatalError anywhere.
     if (team != nullptr && team->size() > 1 && dynamic_cast<const Error*>(&e) == nullptr) throw;
+    if (dynamic_cast<const FatalError*>(&e) != nullptr) throw;  // e.g. a broken NCCL communicator
     result.status = "failed";
     result.valid = false;
     result.objective = NAN;

@@ -93,9 +93,9 @@ void Coordinator::complete(const CandidateResult& result) {
 /// Serves waiting team leaders: takes their results and hands out work. Never blocks.
 void Coordinator::poll() {
   while (auto message = world_.try_receive(MPI_ANY_SOURCE, kTagRequest)) {
+    waiting_.push_back(message->source);  // first: should complete() throw, no leader is forgotten
     dist::MessageReader reader(message->bytes);
     if (reader.get<int32_t>() != 0) complete(deserialize_result(reader.get_string()));
-    waiting_.push_back(message->source);
   }
   if (stop_requested()) begin_stop();
   for (auto it = waiting_.begin(); it != waiting_.end();) {
@@ -142,7 +142,8 @@ void Coordinator::replay() {
   for (const auto& e : record_.events()) {
     if (e.kind == SearchEvent::Kind::Propose) {
       const auto p = strategy_->propose();
-      HNAS_CHECK(p && p->genome == e.proposal.genome && p->rung == e.proposal.rung, InputError,
+      HNAS_CHECK(p && p->genome == e.proposal.genome && p->rung == e.proposal.rung && p->stage == e.proposal.stage,
+                 InputError,
                  results_path_ << ": the recorded search does not replay (candidate " << e.candidate_id << " was "
                                << e.proposal.genome.to_string() << ", the strategy now proposes "
                                << (p ? p->genome.to_string() : std::string("nothing"))
@@ -150,8 +151,11 @@ void Coordinator::replay() {
       pending_[e.candidate_id] = *p;
       next_id_ = std::max(next_id_, e.candidate_id + 1);
     } else {
-      strategy_->observe(pending_.at(e.candidate_id), e.outcome);
-      pending_.erase(e.candidate_id);
+      const auto it = pending_.find(e.candidate_id);
+      HNAS_CHECK(it != pending_.end(), InputError,
+                 results_path_ << ": event log observes candidate " << e.candidate_id << ", which was not proposed");
+      strategy_->observe(it->second, e.outcome);
+      pending_.erase(it);
     }
   }
   for (const auto& [id, proposal] : pending_) requeue_.push_back(id);

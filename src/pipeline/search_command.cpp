@@ -85,8 +85,18 @@ CandidateResult run_assignment(const cli::SearchOptions& options, const Assignme
 
 // Leader of team 0 and coordinator: serves the other leaders between its own steps.
 AssignmentKind coordinate(const cli::SearchOptions& options, Coordinator& coordinator, Team& team) {
+  // A coordinator failure inside the hook (say, results.h5 cannot be written) must not pass
+  // for a failure of the candidate being trained: the hook stops the training (its team
+  // agrees on the step), and the error is raised again once the team is out of it.
+  std::exception_ptr coordinator_failure;
   const auto should_stop = [&] {
-    coordinator.poll();
+    if (coordinator_failure) return true;
+    try {
+      coordinator.poll();
+    } catch (...) {
+      coordinator_failure = std::current_exception();
+      return true;
+    }
     return coordinator.stopping();
   };
   while (true) {
@@ -94,7 +104,9 @@ AssignmentKind coordinate(const cli::SearchOptions& options, Coordinator& coordi
     if (auto a = coordinator.next(0)) {
       std::string bytes = serialize(*a);
       team.comm.broadcast_string(bytes, 0);
-      coordinator.complete(run_assignment(options, *a, team, should_stop));
+      auto result = run_assignment(options, *a, team, should_stop);
+      if (coordinator_failure) std::rethrow_exception(coordinator_failure);
+      coordinator.complete(result);
       continue;
     }
     if ((coordinator.stopping() || coordinator.all_done()) && coordinator.leaders_released()) break;
@@ -108,7 +120,12 @@ AssignmentKind coordinate(const cli::SearchOptions& options, Coordinator& coordi
 
 // Leader of another team: asks rank 0 for work, passing on its last result.
 AssignmentKind lead(const cli::SearchOptions& options, const dist::Communicator& world, Team& team) {
-  const auto should_stop = [&] { return stop_requested() || world.try_receive(0, kTagStopNotice).has_value(); };
+  // A stop relayed by rank 0 counts as this rank's own: the rest of the candidate's
+  // training runs end at once too.
+  const auto should_stop = [&] {
+    if (world.try_receive(0, kTagStopNotice)) request_stop();
+    return stop_requested();
+  };
   std::optional<CandidateResult> last;
   while (true) {
     dist::MessageWriter request;
@@ -162,11 +179,10 @@ Provenance make_provenance(const cli::SearchOptions& o, const dist::Communicator
 }
 
 // Validates everything a search needs before any work starts; rank 0 also prepares the
-// run directory and loads a previous record. Returns the record (rank 0) and whether the
-// search already completed.
+// run directory, loads a previous record and replays it into the strategy (its
+// Coordinator), so that every one of these problems ends all ranks alike. Collective.
 struct Startup {
-  std::unique_ptr<search::Strategy> strategy;
-  std::optional<SearchRecord> record;
+  std::unique_ptr<Coordinator> coordinator;  // rank 0, when there is work to do
   bool already_complete = false;
 };
 
@@ -185,33 +201,37 @@ Startup start_up(const cli::SearchOptions& o, const dist::Communicator& world) {
     strategy_options.seconds_per_evaluation =
         estimate_evaluation_seconds(o.evaluation, o.strategy.space.num_layers,
                                     o.evaluation.on_gpu ? 0 : 0.5 * train::measure_cpu_sgemm_flops(512, 3));
-    s.strategy = search::make_strategy(strategy_options);
+    auto strategy = search::make_strategy(strategy_options);
     if (o.evaluation.on_tokens) {  // every rank reads the shards: check them on every rank
       std::vector<std::string> specs = o.evaluation.tokens.train_paths;
       specs.insert(specs.end(), o.evaluation.tokens.valid_paths.begin(), o.evaluation.tokens.valid_paths.end());
       data::TokenDataset(specs, o.evaluation.tokens.vocab_size);
     }
     if (world.rank() != 0) return;
+    if (o.dry_run && !std::filesystem::exists(o.run_dir)) return;  // a dry run leaves no trace
     std::error_code error;
     std::filesystem::create_directories(o.run_dir, error);
     HNAS_CHECK(!error, InputError, "cannot create run directory " << o.run_dir << ": " << error.message());
     const std::string path = o.run_dir + "/results.h5";
+    std::optional<SearchRecord> record;
     if (std::filesystem::exists(path)) {
-      auto record = SearchRecord::load(path);
-      const auto difference =
-          first_difference(search_defining_config(record.provenance().config), search_defining_config(o.effective_ini));
+      record = SearchRecord::load(path);
+      const auto difference = first_difference(search_defining_config(record->provenance().config),
+                                               search_defining_config(o.effective_ini));
       HNAS_CHECK(difference.empty(), ConfigError,
                  o.run_dir << " holds a search with another configuration (" << difference
                            << "); rerun with the same configuration to resume, or use a new --run-dir");
-      s.already_complete = record.status() == "completed";
+      s.already_complete = record->status() == "completed";
       auto provenance = make_provenance(o, world);
-      provenance.started_utc = record.provenance().started_utc;
-      record.provenance() = provenance;
-      s.record = std::move(record);
+      provenance.started_utc = record->provenance().started_utc;
+      record->provenance() = provenance;
     } else {
-      s.record.emplace(objective_task_names(o.evaluation), make_provenance(o, world));
-      if (!o.dry_run) s.record->save(path);  // proves the directory is writable before any work starts
+      record.emplace(objective_task_names(o.evaluation), make_provenance(o, world));
     }
+    if (s.already_complete || o.dry_run) return;
+    // Replays the record and writes results.h5 (which proves the directory writable).
+    s.coordinator = std::make_unique<Coordinator>(o, std::move(strategy), std::move(*record), path, world,
+                                                  static_cast<int>(o.ranks_per_candidate));
   });
   int64_t complete = s.already_complete;
   world.broadcast(&complete, sizeof complete, 0);
@@ -286,12 +306,9 @@ int run_search(const cli::SearchOptions& search_options) {
     team.reducer = dist::make_mpi_reducer(team.comm);
 
   AssignmentKind end;
-  std::optional<Coordinator> coordinator;
   if (world.rank() == 0) {
-    coordinator.emplace(options, std::move(startup.strategy), std::move(*startup.record),
-                        options.run_dir + "/results.h5", world, team_size);
-    end = coordinate(options, *coordinator, team);
-    coordinator->finish();
+    end = coordinate(options, *startup.coordinator, team);
+    startup.coordinator->finish();
   } else if (team.comm.rank() == 0) {
     end = lead(options, world, team);
   } else {

@@ -194,21 +194,18 @@ void SearchRecord::save(const std::string& path) const {
 
   for (const auto& r : results_) {
     const auto genome = arch::Genome::parse(r.arch);
-    std::vector<Cell> row{r.candidate_id,
-                          r.arch,
-                          static_cast<int64_t>(genome.size()),
-                          static_cast<int64_t>(genome.count(arch::Primitive::Attention)),
-                          int64_t{r.rung},
-                          int64_t{r.stage},
-                          r.fidelity,
-                          r.objective,
-                          int64_t{r.valid},
-                          r.status};
-    for (size_t t = 0; t < task_names_.size(); ++t) row.push_back(t < r.task_scores.size() ? r.task_scores[t] : NAN);
-    for (Cell c :
-         std::vector<Cell>{r.validation_loss, r.parameters, r.non_embedding_parameters, r.flops_per_token, r.steps,
-                           r.tokens, r.seconds, r.started_unix, r.finished_unix, int64_t{r.team}, clip_text(r.error)})
-      row.push_back(std::move(c));
+    std::vector<Cell> row;
+    row.reserve(candidates.table().columns.size());  // no reallocation of the cells
+    for (Cell cell :
+         {Cell{r.candidate_id}, Cell{r.arch}, Cell{static_cast<int64_t>(genome.size())},
+          Cell{static_cast<int64_t>(genome.count(arch::Primitive::Attention))}, Cell{int64_t{r.rung}},
+          Cell{int64_t{r.stage}}, Cell{r.fidelity}, Cell{r.objective}, Cell{int64_t{r.valid}}, Cell{r.status}})
+      row.push_back(std::move(cell));
+    for (size_t t = 0; t < task_names_.size(); ++t) row.emplace_back(t < r.task_scores.size() ? r.task_scores[t] : NAN);
+    for (Cell cell : {Cell{r.validation_loss}, Cell{r.parameters}, Cell{r.non_embedding_parameters},
+                      Cell{r.flops_per_token}, Cell{r.steps}, Cell{r.tokens}, Cell{r.seconds}, Cell{r.started_unix},
+                      Cell{r.finished_unix}, Cell{int64_t{r.team}}, Cell{clip_text(r.error)}})
+      row.push_back(std::move(cell));
     candidates.row(std::move(row));
     for (size_t i = 0; i < r.runs.size(); ++i) {
       const auto& run = r.runs[i];

@@ -252,12 +252,13 @@ TrainResult train_model(model::HybridModel& model, BatchSource& data, const Eval
   } catch (const c10::Error& e) {
     // Out of memory on one rank of a team cannot be agreed on without a collective the
     // others are not in: it ends the job instead (the caller aborts).
-    if (!is_out_of_memory(e) || team) throw;
+    if (!is_out_of_memory(e) || (team && team->size() > 1)) throw;
     result.status = RunStatus::OutOfMemory;
   }
   // Runs cut short still get a final evaluation so they can be ranked.
   if (evaluate && result.steps > 0 && (result.evals.empty() || result.evals.back().step != result.steps) &&
-      result.status != RunStatus::Diverged && result.status != RunStatus::OutOfMemory) {
+      result.status != RunStatus::Diverged && result.status != RunStatus::OutOfMemory &&
+      result.status != RunStatus::Stopped) {  // a stopped run is run again: no point scoring it
     run_evaluation(result.steps);
   }
   model->eval();

@@ -62,6 +62,13 @@ class StoppedError : public Error {
   int exit_code() const override { return kExitResumable; }
 };
 
+/// A failure after which this process cannot go on with the job (a broken communicator,
+/// a lost device): never recorded as a candidate's failure; the job ends.
+class FatalError : public Error {
+ public:
+  explicit FatalError(const std::string& message) : Error(message) {}
+};
+
 /// A broken invariant: a programming error inside hnas.
 class InternalError : public Error {
  public:

@@ -62,8 +62,8 @@ bool nccl_built();
 /// NCCL over CUDA tensors on `device` (this rank's GPU; cudaSetDevice is called here).
 /// Collective over `team`: team rank 0 creates the ncclUniqueId and broadcasts it over
 /// MPI. NCCL errors, including asynchronous ones and a collective that makes no progress
-/// for `timeout_seconds`, abort the communicator and throw IoError (the caller aborts the
-/// job). Throws ConfigError when the build has no NCCL.
+/// for `timeout_seconds`, abort the communicator and throw FatalError (main then aborts
+/// the job). Throws ConfigError when the build has no NCCL.
 std::unique_ptr<GradientReducer> make_nccl_reducer(const Communicator& team, int device, double timeout_seconds);
 
 }  // namespace hnas::dist
