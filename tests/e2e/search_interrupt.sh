@@ -5,6 +5,9 @@
 #   usr1-mpirun SIGUSR1 to mpirun, which forwards it to the ranks: clean stop, exit 75
 #   term-ranks  SIGTERM to the rank processes themselves (what a batch system's
 #               signal-the-steps option does): clean stop, exit 75
+#   term-rank0  SIGTERM to rank 0 alone: it relays the stop to the other teams
+#   term-rank1  SIGTERM to the leader of team 1 alone: its stopped candidate tells rank 0,
+#               which stops everyone
 # MODE-teams-of-2: the same at 4 ranks in 2 teams of 2, whose ranks must agree on the
 # step to stop at (each rank gets the signal at a slightly different time).
 # (SIGTERM to mpirun itself is not a clean stop: mpirun forwards it, waits 1 s and
@@ -34,6 +37,14 @@ case "$mode" in
   kill9) kill -9 "$mpirun_pid" $ranks ;;
   usr1-mpirun) kill -USR1 "$mpirun_pid" ;;
   term-ranks) kill -TERM $ranks ;;
+  term-rank0 | term-rank1)
+    signalled=""
+    for p in $ranks; do
+      if tr '\0' '\n' < "/proc/$p/environ" | grep -qx "OMPI_COMM_WORLD_RANK=${mode#term-rank}"; then
+        kill -TERM "$p"; signalled=$p
+      fi
+    done
+    if [ -z "$signalled" ]; then echo "FAIL: rank ${mode#term-rank} not found among $ranks"; exit 1; fi ;;
   *) echo "unknown mode $mode"; exit 2 ;;
 esac
 finish first
