@@ -9,6 +9,7 @@
 #include "hnas/core/check.hpp"
 #include "hnas/core/log.hpp"
 #include "hnas/core/rng.hpp"
+#include "hnas/dist/gradient_reducer.hpp"
 #include "hnas/train/metrics.hpp"
 
 namespace hnas::train {
@@ -45,15 +46,19 @@ class EpochBatches : public BatchSource {
   at::Generator generator_;
 };
 
+// Test metrics over the split's batches; a team shares the batches round-robin and sums
+// the metrics (collective over the team then).
 EvalMetrics evaluate_split(model::HybridModel& model, const torch::Tensor& inputs, const torch::Tensor& targets,
-                           int64_t batch_size) {
+                           int64_t batch_size, const dist::GradientReducer* team) {
   torch::NoGradGuard no_grad;
   MetricsAccumulator acc;
-  for (int64_t start = 0; start < inputs.size(0); start += batch_size) {
+  const int64_t ranks = team ? team->size() : 1, rank = team ? team->rank() : 0;
+  for (int64_t start = rank * batch_size; start < inputs.size(0); start += ranks * batch_size) {
     const int64_t count = std::min(batch_size, inputs.size(0) - start);
     auto logits = model->forward(inputs.narrow(0, start, count));
     acc.add(batch_metrics(logits, targets.narrow(0, start, count)), count);
   }
+  acc.sum_over(team);
   return {acc.loss(), acc.macro_accuracy(), acc.micro_accuracy(), acc.mean_batch_perplexity()};
 }
 
@@ -101,7 +106,7 @@ MadRun train_mad_setting(const arch::Genome& genome, const arch::ModelShape& sha
   const auto test_inputs = to_tensor(data.test.inputs, data.test.num_rows, data.test.row_length).to(o.trainer.device);
   const auto test_targets = to_tensor(data.test.targets, data.test.num_rows, data.test.row_length).to(o.trainer.device);
   Evaluator evaluate = [&](model::HybridModel& m) {
-    return evaluate_split(m, test_inputs, test_targets, o.batch_size);
+    return evaluate_split(m, test_inputs, test_targets, o.batch_size, o.trainer.reducer);
   };
 
   TrainerOptions t = o.trainer;

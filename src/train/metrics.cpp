@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "hnas/dist/gradient_reducer.hpp"
+
 namespace hnas::train {
 
 BatchMetrics batch_metrics(const at::Tensor& logits, const at::Tensor& targets) {
@@ -42,6 +44,24 @@ void MetricsAccumulator::add(const BatchMetrics& batch, int64_t batch_rows) {
   rows_ += batch_rows;
   weighted_macro_ += batch.macro_accuracy * static_cast<double>(batch_rows);
   weighted_perplexity_ += batch.perplexity * static_cast<double>(batch_rows);
+}
+
+void MetricsAccumulator::sum_over(const dist::GradientReducer* team) {
+  if (team == nullptr || team->size() == 1) return;
+  // Counts travel as doubles: exact below 2^53, far beyond any evaluation set.
+  double sums[6] = {loss_sum_,
+                    static_cast<double>(scored_tokens_),
+                    static_cast<double>(correct_tokens_),
+                    static_cast<double>(rows_),
+                    weighted_macro_,
+                    weighted_perplexity_};
+  team->sum(sums, 6);
+  loss_sum_ = sums[0];
+  scored_tokens_ = static_cast<int64_t>(sums[1]);
+  correct_tokens_ = static_cast<int64_t>(sums[2]);
+  rows_ = static_cast<int64_t>(sums[3]);
+  weighted_macro_ = sums[4];
+  weighted_perplexity_ = sums[5];
 }
 
 double MetricsAccumulator::loss() const {

@@ -6,6 +6,7 @@
 #include "hnas/core/check.hpp"
 #include "hnas/core/rng.hpp"
 #include "hnas/data/token_dataset.hpp"
+#include "hnas/dist/gradient_reducer.hpp"
 #include "hnas/train/metrics.hpp"
 
 namespace hnas::train {
@@ -28,15 +29,20 @@ class WindowBatches : public BatchSource {
   uint64_t step_ = 0;
 };
 
-EvalMetrics evaluate_windows(model::HybridModel& model, const data::WindowSampler& sampler) {
+// Validation metrics; a team shares the batches round-robin and sums the metrics
+// (collective over the team then).
+EvalMetrics evaluate_windows(model::HybridModel& model, const data::WindowSampler& sampler,
+                             const dist::GradientReducer* team) {
   torch::NoGradGuard no_grad;
   MetricsAccumulator acc;
-  for (int64_t i = 0; i < sampler.num_val_batches(); ++i) {
+  const int64_t ranks = team ? team->size() : 1, rank = team ? team->rank() : 0;
+  for (int64_t i = rank; i < sampler.num_val_batches(); i += ranks) {
     const data::Batch b = sampler.val_batch(i);
     const auto device = model->parameters().front().device();
     auto logits = model->forward(to_tensor(b.inputs, b.batch_size, b.seq_len).to(device));
     acc.add(batch_metrics(logits, to_tensor(b.targets, b.batch_size, b.seq_len).to(device)), b.batch_size);
   }
+  acc.sum_over(team);
   return {acc.loss(), acc.macro_accuracy(), acc.micro_accuracy(), std::exp(acc.loss())};
 }
 
@@ -87,7 +93,7 @@ TokenEvaluation evaluate_tokens(const arch::Genome& genome, const arch::ModelSha
   WindowBatches batches(sampler);
   TokenEvaluation evaluation;
   evaluation.result = train_model(
-      model, batches, [&](model::HybridModel& m) { return evaluate_windows(m, sampler); }, t);
+      model, batches, [&](model::HybridModel& m) { return evaluate_windows(m, sampler, o.trainer.reducer); }, t);
   evaluation.validation_loss = evaluation.result.evals.empty() ? NAN : evaluation.result.evals.back().metrics.loss;
   evaluation.objective = -evaluation.validation_loss;
   return evaluation;

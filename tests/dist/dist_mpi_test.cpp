@@ -8,6 +8,7 @@
 #include "hnas/core/error.hpp"
 #include "hnas/dist/communicator.hpp"
 #include "hnas/dist/gradient_reducer.hpp"
+#include "hnas/train/metrics.hpp"
 #include "hnas/train/trainer.hpp"
 
 namespace {
@@ -88,6 +89,24 @@ TEST(MpiReducer, sums_gradients_and_materialises_missing_ones) {
   auto c = torch::full({4}, static_cast<float>(world().rank()));
   reducer->broadcast_from_leader({c});
   EXPECT_TRUE(torch::equal(c, torch::zeros({4})));
+}
+
+TEST(MetricsAccumulator, shares_of_the_batches_summed_over_a_team_equal_all_batches_on_one_rank) {
+  const auto reducer = dist::make_mpi_reducer(world());
+  std::vector<train::BatchMetrics> batches;
+  for (int b = 0; b < 7; ++b)  // not a multiple of the team size
+    batches.push_back({1.5 * b + 0.25, 10 + b, 3 + b, 0.1 * b, 1.0 + b});
+  train::MetricsAccumulator all, share;
+  for (size_t b = 0; b < batches.size(); ++b) {
+    all.add(batches[b], 4 + static_cast<int64_t>(b));
+    if (static_cast<int>(b) % world().size() == world().rank()) share.add(batches[b], 4 + static_cast<int64_t>(b));
+  }
+  share.sum_over(reducer.get());
+  EXPECT_EQ(share.scored_tokens(), all.scored_tokens());
+  EXPECT_DOUBLE_EQ(share.loss(), all.loss());
+  EXPECT_DOUBLE_EQ(share.micro_accuracy(), all.micro_accuracy());
+  EXPECT_DOUBLE_EQ(share.macro_accuracy(), all.macro_accuracy());
+  EXPECT_DOUBLE_EQ(share.mean_batch_perplexity(), all.mean_batch_perplexity());
 }
 
 // Batches drawn from a seeded generator: every rank sees the same global batches.

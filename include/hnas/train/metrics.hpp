@@ -11,6 +11,10 @@
 
 #include "hnas/data/mad.hpp"
 
+namespace hnas::dist {
+class GradientReducer;
+}
+
 namespace hnas::train {
 
 /// Targets equal to this are not scored (the data module's convention).
@@ -38,6 +42,9 @@ class MetricsAccumulator {
   double macro_accuracy() const;  ///< MAD's test accuracy
   double mean_batch_perplexity() const;
   int64_t scored_tokens() const { return scored_tokens_; }
+  /// Replaces these sums by their totals over `team`'s ranks, each of which accumulated
+  /// its own share of the batches. Collective over the team; a no-op without one.
+  void sum_over(const dist::GradientReducer* team);
 
  private:
   double loss_sum_ = 0;
