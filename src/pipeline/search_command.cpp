@@ -74,7 +74,7 @@ std::string first_difference(const std::string& a, const std::string& b) {
 struct Team {
   dist::Communicator comm;
   int index = 0;
-  std::unique_ptr<dist::GradientReducer> reducer;  // null for one-rank teams
+  std::unique_ptr<dist::GradientReducer> reducer;  // null for one-rank CPU teams
 };
 
 CandidateResult run_assignment(const cli::SearchOptions& options, const Assignment& a, Team& team,
