@@ -57,8 +57,9 @@ void evaluate_on_mad(const cli::EvaluateOptions& base, const arch::Genome& genom
   const auto settings = train::selected_settings(options);
   auto shape = base.shape;
   shape.vocab_size = settings.front().vocab_size;
-  result.parameters = arch::count_parameters(genome, shape).total;
-  result.non_embedding_parameters = arch::count_parameters(genome, shape).non_embedding;
+  const auto parameters = arch::count_parameters(genome, shape);
+  result.parameters = parameters.total;
+  result.non_embedding_parameters = parameters.non_embedding;
   result.flops_per_token = arch::forward_flops_per_token(genome, shape, settings.front().input_length());
 }
 
@@ -84,8 +85,9 @@ void evaluate_on_tokens(const cli::EvaluateOptions& base, const arch::Genome& ge
 
   auto shape = base.shape;
   shape.vocab_size = options.vocab_size;
-  result.parameters = arch::count_parameters(genome, shape).total;
-  result.non_embedding_parameters = arch::count_parameters(genome, shape).non_embedding;
+  const auto parameters = arch::count_parameters(genome, shape);
+  result.parameters = parameters.total;
+  result.non_embedding_parameters = parameters.non_embedding;
   result.flops_per_token = arch::forward_flops_per_token(genome, shape, options.seq_len);
 }
 

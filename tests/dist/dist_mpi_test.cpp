@@ -10,6 +10,7 @@
 #include "hnas/dist/gradient_reducer.hpp"
 #include "hnas/train/metrics.hpp"
 #include "hnas/train/trainer.hpp"
+#include "support/tiny_training.hpp"
 
 namespace {
 
@@ -109,34 +110,11 @@ TEST(MetricsAccumulator, shares_of_the_batches_summed_over_a_team_equal_all_batc
   EXPECT_DOUBLE_EQ(share.mean_batch_perplexity(), all.mean_batch_perplexity());
 }
 
-// Batches drawn from a seeded generator: every rank sees the same global batches.
-class PatternBatches : public train::BatchSource {
- public:
-  train::Batch next() override {
-    auto start = torch::randint(0, 13, {8, 1}, generator_, torch::kLong);
-    auto seq = (start + torch::arange(17, torch::kLong).unsqueeze(0) * 3) % 13;
-    auto targets = seq.narrow(1, 1, 16).clone();
-    targets.narrow(1, 0, 4).fill_(-100);  // unscored positions, unevenly spread over ranks' rows
-    targets[0][7] = -100;
-    return {seq.narrow(1, 0, 16), targets};
-  }
+// Every rank draws the same global batches (seed 11), with unscored positions spread
+// unevenly over the ranks' rows.
+hnas::testing::PatternBatches pattern_batches() { return hnas::testing::PatternBatches(11, 4); }
 
- private:
-  at::Generator generator_ = at::detail::createCPUGenerator(11);
-};
-
-model::HybridModel tiny_model(uint64_t seed) {
-  model::HybridModelOptions o;
-  o.genome = arch::Genome::parse("AMAM");
-  o.shape.vocab_size = 13;
-  o.shape.d_model = 32;
-  o.shape.num_heads = 4;
-  o.shape.num_kv_heads = 2;
-  o.shape.head_dim = 8;
-  o.shape.mlp_hidden = 64;
-  o.seed = seed;
-  return model::HybridModel(o);
-}
+model::HybridModel tiny_model(uint64_t seed) { return hnas::testing::tiny_model(seed, "AMAM"); }
 
 train::TrainerOptions options(int64_t steps) {
   train::TrainerOptions t;
@@ -151,14 +129,14 @@ train::TrainerOptions options(int64_t steps) {
 TEST(DataParallel, a_team_matches_one_rank_on_the_same_global_batch) {
   // Reference: this rank alone on the whole batch.
   auto alone = tiny_model(3);
-  PatternBatches alone_data;
+  auto alone_data = pattern_batches();
   const auto reference = train::train_model(alone, alone_data, nullptr, options(25));
 
   // The team: every rank trains its slice; a different seed on other ranks proves the
   // start is broadcast from the leader.
   const auto reducer = dist::make_mpi_reducer(world());
   auto shared = tiny_model(world().rank() == 0 ? 3 : 99);
-  PatternBatches shared_data;
+  auto shared_data = pattern_batches();
   auto o = options(25);
   o.reducer = reducer.get();
   const auto team = train::train_model(shared, shared_data, nullptr, o);
@@ -179,7 +157,7 @@ TEST(DataParallel, a_team_matches_one_rank_on_the_same_global_batch) {
 TEST(DataParallel, a_stop_seen_by_one_rank_stops_the_whole_team_at_the_same_step) {
   const auto reducer = dist::make_mpi_reducer(world());
   auto model = tiny_model(3);
-  PatternBatches data;
+  auto data = pattern_batches();
   auto o = options(50);
   o.reducer = reducer.get();
   int polls = 0;
@@ -193,7 +171,7 @@ TEST(DataParallel, a_stop_seen_by_one_rank_stops_the_whole_team_at_the_same_step
 TEST(DataParallel, divergence_is_seen_by_every_rank) {
   const auto reducer = dist::make_mpi_reducer(world());
   auto model = tiny_model(3);
-  PatternBatches data;
+  auto data = pattern_batches();
   auto o = options(20);
   o.schedule.peak_lr = 1e30;  // the first update blows the weights up
   o.grad_clip = 0;

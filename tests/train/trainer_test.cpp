@@ -8,6 +8,7 @@
 #include "hnas/train/metrics.hpp"
 #include "hnas/train/schedule.hpp"
 #include "hnas/train/trainer.hpp"
+#include "support/tiny_training.hpp"
 
 namespace {
 
@@ -54,33 +55,8 @@ TEST(Metrics, macro_accuracy_counts_predicted_only_classes) {
   EXPECT_NEAR(acc.micro_accuracy(), 6.0 / 7.0, 1e-12);
 }
 
-// A fixed-sequence copy task: target = input shifted by one on a repeating pattern.
-class PatternBatches : public train::BatchSource {
- public:
-  explicit PatternBatches(int64_t vocab) : vocab_(vocab) {}
-  train::Batch next() override {
-    auto start = torch::randint(0, vocab_, {8, 1}, generator_, torch::kLong);
-    auto seq = (start + torch::arange(17, torch::kLong).unsqueeze(0) * 3) % vocab_;
-    return {seq.narrow(1, 0, 16), seq.narrow(1, 1, 16)};
-  }
-
- private:
-  int64_t vocab_;
-  at::Generator generator_ = at::detail::createCPUGenerator(5);
-};
-
-model::HybridModel tiny_model(uint64_t seed = 1) {
-  model::HybridModelOptions o;
-  o.genome = arch::Genome::parse("AM");
-  o.shape.vocab_size = 13;
-  o.shape.d_model = 32;
-  o.shape.num_heads = 4;
-  o.shape.num_kv_heads = 2;
-  o.shape.head_dim = 8;
-  o.shape.mlp_hidden = 64;
-  o.seed = seed;
-  return model::HybridModel(o);
-}
+using hnas::testing::PatternBatches;
+using hnas::testing::tiny_model;
 
 train::TrainerOptions tiny_options(int64_t steps) {
   train::TrainerOptions t;
@@ -92,7 +68,7 @@ train::TrainerOptions tiny_options(int64_t steps) {
 
 TEST(Trainer, loss_decreases_on_a_learnable_pattern) {
   auto model = tiny_model();
-  PatternBatches data(13);
+  PatternBatches data;
   const auto result = train::train_model(model, data, nullptr, tiny_options(80));
   ASSERT_EQ(result.status, train::RunStatus::Completed);
   ASSERT_EQ(result.curve.size(), 80u);
@@ -103,7 +79,7 @@ TEST(Trainer, loss_decreases_on_a_learnable_pattern) {
 
 TEST(Trainer, accumulation_gives_the_same_updates_as_one_batch) {
   auto whole = tiny_model(3), split = tiny_model(3);
-  PatternBatches a(13), b(13);
+  PatternBatches a, b;
   auto t = tiny_options(6);
   const auto r1 = train::train_model(whole, a, nullptr, t);
   t.micro_batches = 4;
@@ -119,7 +95,7 @@ TEST(Trainer, nan_loss_is_reported_as_diverged_not_thrown) {
     torch::NoGradGuard no_grad;
     model->parameters()[0][0][0] = std::numeric_limits<float>::quiet_NaN();
   }
-  PatternBatches data(13);
+  PatternBatches data;
   train::TrainResult result;
   ASSERT_NO_THROW(result = train::train_model(model, data, nullptr, tiny_options(10)));
   EXPECT_EQ(result.status, train::RunStatus::Diverged);
@@ -128,7 +104,7 @@ TEST(Trainer, nan_loss_is_reported_as_diverged_not_thrown) {
 
 TEST(Trainer, stops_early_at_target_accuracy_and_keeps_lowest_perplexity) {
   auto model = tiny_model();
-  PatternBatches data(13);
+  PatternBatches data;
   int calls = 0;
   train::Evaluator fake = [&](model::HybridModel&) {
     ++calls;
@@ -149,7 +125,7 @@ TEST(Trainer, stops_early_at_target_accuracy_and_keeps_lowest_perplexity) {
 
 TEST(Trainer, wall_clock_budget_ends_the_run_as_timed_out) {
   auto model = tiny_model();
-  PatternBatches data(13);
+  PatternBatches data;
   auto t = tiny_options(1000000);
   t.max_seconds = 0.3;
   const auto result = train::train_model(model, data, nullptr, t);
