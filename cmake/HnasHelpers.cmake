@@ -13,8 +13,10 @@ function(hnas_add_library)
   set(target hnas_${ARG_NAME})
   add_library(${target} STATIC ${ARG_SRCS})
   add_library(hnas::${ARG_NAME} ALIAS ${target})
+  # Public headers for everyone; the module's own folder for its private headers only, so
+  # no module can include another's internals.
   target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR}/include
-                                       PRIVATE ${PROJECT_SOURCE_DIR}/src)
+                                       PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
   target_link_libraries(${target} PUBLIC ${ARG_DEPS})
   target_compile_options(${target} PRIVATE ${HNAS_WARNINGS})
   if(ARG_TORCH)

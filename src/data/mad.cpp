@@ -7,7 +7,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "data/mad_generators.hpp"
+#include "mad_generators.hpp"
 #include "hnas/core/check.hpp"
 #include "hnas/core/rng.hpp"
 

@@ -3,7 +3,7 @@
 // (mad-spec §4.4) and compression (§4.5). Both have one row form for train and test.
 #include <numeric>
 
-#include "data/mad_generators.hpp"
+#include "mad_generators.hpp"
 #include "hnas/core/check.hpp"
 
 namespace hnas::data {

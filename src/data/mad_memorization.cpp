@@ -2,7 +2,7 @@
 // Memorization (mad-spec §4.6): a fixed key -> value map per setting, queried with the
 // value predicted at the insert token. The map must be learned in the weights, since no
 // row shows it in context.
-#include "data/mad_generators.hpp"
+#include "mad_generators.hpp"
 #include "hnas/core/check.hpp"
 
 namespace hnas::data {

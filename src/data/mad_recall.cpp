@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <array>
 
-#include "data/mad_generators.hpp"
+#include "mad_generators.hpp"
 #include "hnas/core/check.hpp"
 
 namespace hnas::data {

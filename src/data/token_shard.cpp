@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "hnas/core/check.hpp"
+#include "hnas/core/files.hpp"
 #include "hnas/io/h5.hpp"
 
 // Shard headers and tokens are little-endian and are read with plain loads.
@@ -220,6 +221,10 @@ void rename_into_place(const std::string& tmp, const std::string& path) {
 ShardSpec parse_shard_spec(const std::string& spec) {
   HNAS_CHECK(!spec.empty(), InputError, "empty token shard name");
   ShardSpec parsed;
+  const auto checked = [](ShardSpec p) {  // never open a FIFO or a directory: it would block or mislead
+    require_readable_file(p.path, "token shard");
+    return p;
+  };
   for (const char* extension : {".h5:", ".hdf5:"}) {
     const size_t at = spec.find(extension);
     if (at == std::string::npos) continue;
@@ -229,9 +234,10 @@ ShardSpec parse_shard_spec(const std::string& spec) {
     parsed.dataset = spec.substr(colon + 1);
     HNAS_CHECK(!parsed.dataset.empty(), InputError, "token shard \"" << spec << "\": no dataset name after ':'");
     if (parsed.dataset.front() != '/') parsed.dataset.insert(0, "/");
-    return parsed;
+    return checked(parsed);
   }
   parsed.path = spec;
+  require_readable_file(spec, "token shard");
   if (ends_with(spec, ".h5") || ends_with(spec, ".hdf5")) {
     parsed.format = ShardFormat::H5;
   } else if (!ends_with(spec, ".bin")) {

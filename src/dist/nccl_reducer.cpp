@@ -6,12 +6,14 @@
 // against a CPU LibTorch), so the collectives run on the legacy default stream: they are
 // ordered after the backward kernels and before the optimizer's without any event.
 // Waiting polls the stream and ncclCommGetAsyncError, so a peer that died or a broken
-// link ends in an abort with a message, never in a hang.
+// link ends in an abort with a message, never in a hang. The MPI traffic here (the id
+// broadcast, the host scalars) polls under the communicator's stall timeout.
 #include <cuda_runtime.h>
 #include <nccl.h>
 #include <torch/torch.h>
 
 #include <chrono>
+#include <exception>
 #include <thread>
 
 #include "hnas/core/check.hpp"
@@ -53,8 +55,14 @@ class NcclReducer final : public GradientReducer {
     check(ncclCommInitRank(&comm_, team.size(), id, team.rank()), "ncclCommInitRank");
   }
 
+  // Destroying a communicator waits for its peers; while an exception unwinds (a peer may
+  // be gone or stuck) only an abort is safe: it frees this rank's side without waiting.
   ~NcclReducer() override {
-    if (comm_ != nullptr) ncclCommDestroy(comm_);
+    if (comm_ == nullptr) return;
+    if (std::uncaught_exceptions() > 0)
+      ncclCommAbort(comm_);
+    else
+      ncclCommDestroy(comm_);
   }
 
   void sum_gradients(const std::vector<at::Tensor>& parameters) override {

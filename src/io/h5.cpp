@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hnas/io/h5.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -9,6 +11,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "h5_open_impl.hpp"
 #include "hnas/core/check.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/core/log.hpp"
@@ -38,11 +41,24 @@ herr_t append_error_record(unsigned n, const H5E_error2_t* err, void* client) {
   return 0;
 }
 
+// A word that starts with "lock" (HDF5 says "unable to lock file", "file locking"); the
+// "block" and "superblock" of unrelated records must not send users after file locks.
 bool mentions_locking(const std::string& text) {
   std::string lower(text);
   std::transform(lower.begin(), lower.end(), lower.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return lower.find("lock") != std::string::npos;
+  for (size_t pos = lower.find("lock"); pos != std::string::npos; pos = lower.find("lock", pos + 1)) {
+    if (pos == 0 || !std::isalpha(static_cast<unsigned char>(lower[pos - 1]))) return true;
+  }
+  return false;
+}
+
+// HDF5's sec2 driver puts strerror(errno) of a failed write into the stack.
+bool mentions_full_disk(const std::string& text) {
+  for (int error : {ENOSPC, EDQUOT, EFBIG}) {
+    if (text.find(std::strerror(error)) != std::string::npos) return true;
+  }
+  return false;
 }
 
 // The error text is taken before anything else touches HDF5: most API calls clear the
@@ -51,11 +67,9 @@ template <typename ErrorType>
 [[noreturn]] void fail_with_stack(const std::string& context) {
   std::string stack = take_error_stack();
   std::string message = context;
-  if (mentions_locking(stack)) {
-    message +=
-        "\n  the file could not be locked: another process may have it open for writing, or the "
-        "file system does not support locks; in the latter case set HDF5_USE_FILE_LOCKING=FALSE "
-        "in the environment and retry";
+  if (mentions_locking(stack)) message += std::string("\n  ") + detail::kLockHint;
+  if (mentions_full_disk(stack)) {
+    message += "\n  no space left on device (or quota or file size limit exceeded): free space or write elsewhere";
   }
   if (!stack.empty()) message += "\nHDF5 error stack:\n" + stack;
   throw ErrorType(message);
@@ -140,6 +154,50 @@ H5Attribute replace_attribute(hid_t object, const std::string& name, hid_t type)
 
 namespace detail {
 
+const char* const kLockHint =
+    "the file could not be locked: another process may have it open for writing, or the file system does not "
+    "support locks; in the latter case set HDF5_USE_FILE_LOCKING=FALSE in the environment and retry";
+
+OpenAttempt try_open_read_only(const std::string& path) {
+  disable_hdf5_error_printing();
+  OpenAttempt attempt;
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) {
+    attempt.problem = OpenProblem::Missing;
+    attempt.detail = std::strerror(errno);
+    return attempt;
+  }
+  if (S_ISDIR(info.st_mode)) {
+    attempt.problem = OpenProblem::Directory;
+    return attempt;
+  }
+  if (!S_ISREG(info.st_mode)) {
+    attempt.problem = OpenProblem::NotRegular;
+    return attempt;
+  }
+  // Asked first because HDF5 reports a permission problem as "unable to open file".
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    attempt.problem = OpenProblem::Unreadable;
+    attempt.detail = std::strerror(errno);
+    return attempt;
+  }
+  ::close(fd);
+  // H5Fis_hdf5 gives a clear answer for a text or .bin file where H5Fopen's stack would
+  // only say "file signature not found".
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    attempt.problem = OpenProblem::NotHdf5;
+    return attempt;
+  }
+  attempt.file = H5File(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!attempt.file) {
+    attempt.detail = take_error_stack();
+    attempt.problem = mentions_locking(attempt.detail) ? OpenProblem::Locked : OpenProblem::Damaged;
+  }
+  return attempt;
+}
+
 void report_close_failure(hid_t id) noexcept {
   try {
     log::warn("closing HDF5 object " + std::to_string(id) + " failed\n" + take_error_stack());
@@ -200,19 +258,28 @@ std::string describe(hid_t object) {
 }
 
 H5File open_file_read_only(const std::string& path) {
-  disable_hdf5_error_printing();
-  struct stat info {};
-  if (::stat(path.c_str(), &info) != 0) {
-    throw InputError("cannot open HDF5 file " + path + ": " + std::strerror(errno));
+  using detail::OpenProblem;
+  detail::OpenAttempt attempt = detail::try_open_read_only(path);
+  switch (attempt.problem) {
+    case OpenProblem::None:
+      return std::move(attempt.file);
+    case OpenProblem::Missing:
+      throw InputError("cannot open HDF5 file " + path + ": " + attempt.detail);
+    case OpenProblem::Directory:
+      throw InputError(path + " is a directory, not an HDF5 file");
+    case OpenProblem::NotRegular:
+      throw InputError(path + " is not a regular file");
+    case OpenProblem::Unreadable:
+      throw InputError("cannot read " + path + " (" + attempt.detail + ")");
+    case OpenProblem::NotHdf5:
+      throw InputError(path + " is not an HDF5 file (no HDF5 signature found)");
+    case OpenProblem::Damaged:
+      throw InputError(path + " is damaged (truncated or not an HDF5 file)\nHDF5 error stack:\n" + attempt.detail);
+    case OpenProblem::Locked:
+      throw InputError("cannot open HDF5 file " + path + " read-only\n  " + detail::kLockHint +
+                       "\nHDF5 error stack:\n" + attempt.detail);
   }
-  // H5Fis_hdf5 gives a clear answer for a text or .bin file where H5Fopen's stack would
-  // only say "file signature not found".
-  if (H5Fis_hdf5(path.c_str()) == 0) {
-    throw InputError(path + " is not an HDF5 file (no HDF5 signature found)");
-  }
-  H5Eclear2(H5E_DEFAULT);
-  return H5File(checked<InputError>(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
-                                    "cannot open HDF5 file " + path + " read-only"));
+  throw InternalError("open_file_read_only: unknown problem");
 }
 
 H5File create_file(const std::string& path, hid_t file_access) {

@@ -1,13 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hnas/io/results_table.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <set>
 #include <sstream>
 
@@ -240,22 +235,6 @@ std::string member_name(hid_t compound, unsigned index) {
   return name;
 }
 
-[[noreturn]] void throw_errno(const std::string& what, int error) { throw IoError(what + ": " + std::strerror(error)); }
-
-// fsync(2) through a fresh descriptor: HDF5 does not expose the one it used.
-void fsync_path(const std::string& path, int flags, bool tolerate_einval) {
-  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) {
-    const int error = errno;
-    throw_errno("cannot open " + path + " to fsync it", error);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  const int error = errno;
-  ::close(fd);
-  // Some file systems cannot sync directories and say EINVAL; there is nothing to retry.
-  if (!synced && !(tolerate_einval && error == EINVAL)) throw_errno("cannot fsync " + path, error);
-}
-
 }  // namespace
 
 void write_table(hid_t location, const std::string& name, const Table& table, const std::string& doc) {
@@ -459,39 +438,6 @@ std::string read_string_dataset(hid_t location, const std::string& name) {
   }
   text.resize(::strnlen(text.c_str(), size));
   return text;
-}
-
-void write_file_atomically(const std::string& path, const std::function<void(hid_t file)>& fill) {
-  disable_hdf5_error_printing();
-  const std::string tmp = path + ".tmp";
-  // A fresh inode rather than truncation: a stale tmp may still be open somewhere.
-  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) {
-    const int error = errno;
-    throw_errno("cannot remove stale " + tmp, error);
-  }
-  try {
-    {
-      // STRONG: objects `fill` left open are closed with the file, so everything it wrote
-      // is on disk before the fsync below.
-      H5Plist access(HNAS_CHECK_H5(H5Pcreate(H5P_FILE_ACCESS)));
-      HNAS_CHECK_H5(H5Pset_fclose_degree(access.get(), H5F_CLOSE_STRONG));
-      H5File file = create_file(tmp, access.get());
-      fill(file.get());
-      file.close();
-    }
-    fsync_path(tmp, O_RDONLY, /*tolerate_einval=*/false);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-      const int error = errno;
-      throw_errno("cannot rename " + tmp + " to " + path, error);
-    }
-  } catch (...) {
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  // Without this the rename may be lost on power failure even though the data is durable.
-  std::string directory = std::filesystem::path(path).parent_path().string();
-  if (directory.empty()) directory = ".";
-  fsync_path(directory, O_RDONLY | O_DIRECTORY, /*tolerate_einval=*/true);
 }
 
 }  // namespace hnas::io

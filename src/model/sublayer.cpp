@@ -2,6 +2,8 @@
 // The sublayer modules: grouped-query attention with RoPE and the SwiGLU MLP.
 #include "sublayer.hpp"
 
+#include <iterator>
+
 #include "hnas/core/check.hpp"
 #include "hnas/model/hybrid_model.hpp"
 
@@ -68,9 +70,9 @@ constexpr SublayerFactory kFactories[] = {
 }  // namespace
 
 std::shared_ptr<SublayerImpl> make_sublayer(arch::Primitive p, const arch::ModelShape& shape, Kernels kernels) {
+  static_assert(std::size(kFactories) == arch::kNumPrimitives, "one module factory per primitive, in Primitive order");
   const auto index = static_cast<size_t>(p);
-  static_assert(sizeof(kFactories) / sizeof(kFactories[0]) == 2, "one factory per registered primitive");
-  HNAS_ASSERT(index < arch::primitive_registry().size(), "no module for primitive " << index);
+  HNAS_ASSERT(index < std::size(kFactories), "no module factory for primitive " << index);
   return kFactories[index](shape, kernels);
 }
 

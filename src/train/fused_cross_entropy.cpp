@@ -15,12 +15,11 @@
 #include <vector>
 
 #include "hnas/core/check.hpp"
-#include "model/kernels/simd.hpp"
+#include "simd.hpp"
 
 namespace hnas::train {
 namespace {
 
-namespace simd = model::detail;
 using simd::kLanes;
 using simd::Vec;
 

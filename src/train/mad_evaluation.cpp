@@ -91,25 +91,26 @@ std::vector<data::MadSetting> selected_settings(const MadEvaluationOptions& o) {
 
 MadRun train_mad_setting(const arch::Genome& genome, const arch::ModelShape& shape, const data::MadData& data,
                          const data::MadSetting& setting, double lr, double weight_decay,
-                         const MadEvaluationOptions& o) {
+                         const MadEvaluationOptions& o, const TrainingRecipe& recipe,
+                         const TrainingContext& context) {
   const std::string label = setting.label() + log::format(" lr=%g wd=%g", lr, weight_decay);
   model::HybridModelOptions model_options;
   model_options.genome = genome;
   model_options.shape = shape_for(shape, setting);
-  model_options.kernels = o.kernels;
-  model_options.init = o.init;
-  model_options.seed = derive_seed(o.init_seed, "init " + setting.label());
+  model_options.kernels = recipe.kernels;
+  model_options.init = recipe.init;
+  model_options.seed = derive_seed(recipe.init_seed, "init " + setting.label());
   model::HybridModel model(model_options);
-  model->to(o.trainer.device);
+  model->to(context.device);
 
-  EpochBatches batches(data.train, o.batch_size, derive_seed(o.init_seed, "shuffle " + label));
-  const auto test_inputs = to_tensor(data.test.inputs, data.test.num_rows, data.test.row_length).to(o.trainer.device);
-  const auto test_targets = to_tensor(data.test.targets, data.test.num_rows, data.test.row_length).to(o.trainer.device);
+  EpochBatches batches(data.train, o.batch_size, derive_seed(recipe.init_seed, "shuffle " + label));
+  const auto test_inputs = to_tensor(data.test.inputs, data.test.num_rows, data.test.row_length).to(context.device);
+  const auto test_targets = to_tensor(data.test.targets, data.test.num_rows, data.test.row_length).to(context.device);
   Evaluator evaluate = [&](model::HybridModel& m) {
-    return evaluate_split(m, test_inputs, test_targets, o.batch_size, o.trainer.reducer);
+    return evaluate_split(m, test_inputs, test_targets, o.batch_size, context.reducer);
   };
 
-  TrainerOptions t = o.trainer;
+  TrainerOptions t = recipe.trainer;
   const int64_t steps_per_epoch = (data.train.num_rows + o.batch_size - 1) / o.batch_size;
   t.schedule.peak_lr = lr;
   t.schedule.total_steps = steps_per_epoch * o.epochs;
@@ -119,7 +120,7 @@ MadRun train_mad_setting(const arch::Genome& genome, const arch::ModelShape& sha
   t.label = label;
   t.train_flops_per_token = 3.0 * arch::forward_flops_per_token(genome, model_options.shape, setting.input_length());
 
-  const TrainResult result = train_model(model, batches, evaluate, t);
+  const TrainResult result = train_model(model, batches, evaluate, t, context);
   MadRun run;
   run.lr = lr;
   run.weight_decay = weight_decay;
@@ -131,7 +132,8 @@ MadRun train_mad_setting(const arch::Genome& genome, const arch::ModelShape& sha
   return run;
 }
 
-MadEvaluation evaluate_mad(const arch::Genome& genome, const arch::ModelShape& shape, const MadEvaluationOptions& o) {
+MadEvaluation evaluate_mad(const arch::Genome& genome, const arch::ModelShape& shape, const MadEvaluationOptions& o,
+                           const TrainingRecipe& recipe, const TrainingContext& context) {
   HNAS_CHECK(!o.learning_rates.empty() && !o.weight_decays.empty(), ConfigError,
              "mad.learning_rates and mad.weight_decays must each list at least one value");
   const auto start = std::chrono::steady_clock::now();
@@ -142,7 +144,7 @@ MadEvaluation evaluate_mad(const arch::Genome& genome, const arch::ModelShape& s
     setting_result.setting = setting;
     for (double lr : o.learning_rates) {
       for (double wd : o.weight_decays) {
-        MadRun run = train_mad_setting(genome, shape, data, setting, lr, wd, o);
+        MadRun run = train_mad_setting(genome, shape, data, setting, lr, wd, o, recipe, context);
         evaluation.any_diverged |= run.status == RunStatus::Diverged;
         setting_result.runs.push_back(std::move(run));
       }

@@ -2,9 +2,7 @@
 #include "hnas/train/throughput.hpp"
 
 #include <dlfcn.h>
-#include <malloc.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -18,44 +16,6 @@ void set_compute_threads(int threads) {
   using SetThreads = void (*)(int);
   if (auto set_openblas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
     set_openblas(threads);
-}
-
-void keep_freed_memory() {
-  // Blocks up to 1 GiB come from the heap instead of fresh mmaps, and the heap is not
-  // trimmed below 2 GiB of free space; larger blocks are still mapped and unmapped.
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, INT32_MAX);
-}
-
-std::string better_openblas_core() {
-  using CoreName = char* (*)();
-  auto core_name = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  if (core_name == nullptr || std::string(core_name()) != "Prescott") return "";
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512dq"))
-    return "SkylakeX";
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
-  return "";
-}
-
-std::vector<std::pair<std::string, std::string>> launch_environment() {
-  std::vector<std::pair<std::string, std::string>> missing;
-  const std::string core = better_openblas_core();
-  if (!core.empty() && std::getenv("OPENBLAS_CORETYPE") == nullptr) missing.emplace_back("OPENBLAS_CORETYPE", core);
-  using GetParallel = int (*)();
-  auto get_parallel = reinterpret_cast<GetParallel>(dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
-  const bool openblas_pthreads = get_parallel != nullptr && get_parallel() == 1;
-  if (openblas_pthreads && std::getenv("OMP_WAIT_POLICY") == nullptr)
-    missing.emplace_back("OMP_WAIT_POLICY", "passive");
-  return missing;
-}
-
-void restart_with_launch_environment(char** argv) {
-  const auto missing = launch_environment();
-  if (missing.empty()) return;
-  for (const auto& [name, value] : missing) setenv(name.c_str(), value.c_str(), /*overwrite=*/0);
-  execv("/proc/self/exe", argv);
 }
 
 double measure_cpu_sgemm_flops(int n, int repeats) {

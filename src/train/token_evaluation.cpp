@@ -49,7 +49,8 @@ EvalMetrics evaluate_windows(model::HybridModel& model, const data::WindowSample
 }  // namespace
 
 TokenEvaluation evaluate_tokens(const arch::Genome& genome, const arch::ModelShape& shape,
-                                const TokenEvaluationOptions& o) {
+                                const TokenEvaluationOptions& o, const TrainingRecipe& recipe,
+                                const TrainingContext& context) {
   HNAS_CHECK(!o.train_paths.empty(), ConfigError, "no token shards given (data = ...)");
   // Validation shards, when given, follow the training shards and are split off by shard.
   std::vector<std::string> specs = o.train_paths;
@@ -75,13 +76,13 @@ TokenEvaluation evaluate_tokens(const arch::Genome& genome, const arch::ModelSha
   model_options.shape.vocab_size = o.vocab_size;
   model_options.shape.backbone = arch::Backbone::LanguageModel;
   model_options.shape.max_seq_len = o.seq_len;
-  model_options.kernels = o.kernels;
-  model_options.init = o.init;
-  model_options.seed = derive_seed(o.init_seed, "init tokens");
+  model_options.kernels = recipe.kernels;
+  model_options.init = recipe.init;
+  model_options.seed = derive_seed(recipe.init_seed, "init tokens");
   model::HybridModel model(model_options);
-  model->to(o.trainer.device);
+  model->to(context.device);
 
-  TrainerOptions t = o.trainer;
+  TrainerOptions t = recipe.trainer;
   t.schedule.peak_lr = o.lr;
   t.schedule.total_steps = o.steps;
   t.weight_decay = o.weight_decay;
@@ -93,7 +94,8 @@ TokenEvaluation evaluate_tokens(const arch::Genome& genome, const arch::ModelSha
   WindowBatches batches(sampler);
   TokenEvaluation evaluation;
   evaluation.result = train_model(
-      model, batches, [&](model::HybridModel& m) { return evaluate_windows(m, sampler, o.trainer.reducer); }, t);
+      model, batches, [&](model::HybridModel& m) { return evaluate_windows(m, sampler, context.reducer); }, t,
+      context);
   evaluation.validation_loss = evaluation.result.evals.empty() ? NAN : evaluation.result.evals.back().metrics.loss;
   evaluation.objective = -evaluation.validation_loss;
   return evaluation;

@@ -31,6 +31,13 @@ const char* run_status_name(RunStatus status) {
   return "?";
 }
 
+RunStatus parse_run_status(const std::string& name) {
+  for (auto status : {RunStatus::Completed, RunStatus::ReachedTarget, RunStatus::Diverged, RunStatus::TimedOut,
+                      RunStatus::Stopped, RunStatus::OutOfMemory})
+    if (name == run_status_name(status)) return status;
+  throw InputError("unknown training run status \"" + name + "\"");
+}
+
 torch::Tensor summed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets) {
   // CPU float32 (the usual case): one pass for the loss and its gradient.
   if (fused_cross_entropy_applies_to(logits)) {
@@ -139,7 +146,7 @@ enum StopCode : int64_t { kKeepGoing = 0, kTimedOut = 1, kStopped = 2 };
 }  // namespace
 
 TrainResult train_model(model::HybridModel& model, BatchSource& data, const Evaluator& evaluate,
-                        const TrainerOptions& o) {
+                        const TrainerOptions& o, const TrainingContext& context) {
   HNAS_ASSERT(o.schedule.total_steps > 0, "training needs at least one step");
   HNAS_ASSERT(o.micro_batches >= 1, "micro_batches must be >= 1");
   TrainResult result;
@@ -150,7 +157,7 @@ TrainResult train_model(model::HybridModel& model, BatchSource& data, const Eval
   const auto parameters = model->parameters();
   const auto device = parameters.front().device();
   dist::GradientReducer* const team =
-      o.reducer != nullptr && (o.reducer->size() > 1 || !device.is_cpu()) ? o.reducer : nullptr;
+      context.reducer != nullptr && (context.reducer->size() > 1 || !device.is_cpu()) ? context.reducer : nullptr;
   if (team) team->broadcast_from_leader(parameters);  // identical start even if seeding differs
 
   auto run_evaluation = [&](int64_t step) {
@@ -179,7 +186,7 @@ TrainResult train_model(model::HybridModel& model, BatchSource& data, const Eval
     for (int64_t step = 0; step < o.schedule.total_steps; ++step) {
       int64_t stop = kKeepGoing;
       if (o.max_seconds > 0 && seconds_since(start) > o.max_seconds) stop = kTimedOut;
-      if (o.should_stop && o.should_stop()) stop = kStopped;
+      if (context.should_stop && context.should_stop()) stop = kStopped;
       if (team) stop = team->max(stop);
       if (stop != kKeepGoing) {
         result.status = stop == kStopped ? RunStatus::Stopped : RunStatus::TimedOut;

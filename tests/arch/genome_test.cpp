@@ -3,6 +3,7 @@
 #include <string>
 
 #include "hnas/arch/genome.hpp"
+#include "hnas/arch/primitive.hpp"
 #include "hnas/core/error.hpp"
 
 namespace {
@@ -57,3 +58,9 @@ TEST(Genome, rejects_every_kind_of_malformed_string) {
 }
 
 }  // namespace
+
+TEST(PrimitiveRegistry, has_one_row_per_primitive_in_primitive_order) {
+  const auto& registry = hnas::arch::primitive_registry();
+  ASSERT_EQ(registry.size(), hnas::arch::kNumPrimitives);
+  for (size_t i = 0; i < registry.size(); ++i) EXPECT_EQ(static_cast<size_t>(registry[i].id), i);
+}

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -23,7 +26,7 @@ hnas::cli::Invocation parse(std::vector<std::string> args) {
 std::string error_of(std::vector<std::string> args) {
   try {
     parse(std::move(args));
-  } catch (const hnas::ConfigError& e) {
+  } catch (const hnas::Error& e) {
     return e.what();
   }
   return "";
@@ -39,14 +42,15 @@ TEST(Options, evaluate_defaults_follow_mad) {
   const auto inv = parse({"evaluate", "--arch", "A2M4"});
   ASSERT_EQ(inv.command, Command::Evaluate);
   const auto& o = inv.evaluate;
+  const auto& e = o.evaluation;
   EXPECT_EQ(o.genome.to_string(), "AAMMMM");
-  EXPECT_EQ(o.shape.d_model, 128);
-  EXPECT_EQ(o.shape.mlp_hidden, 352);
-  EXPECT_FALSE(o.on_tokens);
-  ASSERT_EQ(o.mad.tasks.size(), 1u);
-  EXPECT_EQ(o.mad.tasks[0], hnas::data::MadTask::InContextRecall);
-  EXPECT_EQ(o.mad.epochs, 200);
-  EXPECT_NE(o.effective_ini.find("[model]\nd_model = 128"), std::string::npos) << o.effective_ini;
+  EXPECT_EQ(e.shape.d_model, 128);
+  EXPECT_EQ(e.shape.mlp_hidden, 352);
+  EXPECT_EQ(e.objective, hnas::train::Objective::Mad);
+  ASSERT_EQ(e.mad.tasks.size(), 1u);
+  EXPECT_EQ(e.mad.tasks[0], hnas::data::MadTask::InContextRecall);
+  EXPECT_EQ(e.mad.epochs, 200);
+  EXPECT_NE(inv.job.effective_ini.find("[model]\nd_model = 128"), std::string::npos) << inv.job.effective_ini;
 }
 
 TEST(Options, command_line_overrides_the_ini_file) {
@@ -56,10 +60,10 @@ TEST(Options, command_line_overrides_the_ini_file) {
                 "arch = MMMM\ntask = compression, memorization\n[model]\nd_model = 64\nheads = 4\nkv_heads = 2\n"
                 "[mad]\nepochs = 3\nlearning_rates = 1e-4, 1e-3\n");
   const auto inv = parse({"evaluate", "--config", path, "--model.d_model=32", "--arch", "AM"});
-  const auto& o = inv.evaluate;
+  const auto& o = inv.evaluate.evaluation;
   EXPECT_EQ(o.shape.d_model, 32);
   EXPECT_EQ(o.shape.num_heads, 4);
-  EXPECT_EQ(o.genome.to_string(), "AM");
+  EXPECT_EQ(inv.evaluate.genome.to_string(), "AM");
   EXPECT_EQ(o.mad.epochs, 3);
   EXPECT_EQ(o.mad.learning_rates, (std::vector<double>{1e-4, 1e-3}));
   ASSERT_EQ(o.mad.tasks.size(), 2u);
@@ -94,21 +98,27 @@ TEST(Options, bad_architecture_task_and_files_get_clear_errors) {
 
 TEST(Options, data_switches_to_token_evaluation) {
   const auto inv = parse({"evaluate", "--arch", "AM", "--data", "a.bin,b.bin", "--tokens.steps=7"});
-  EXPECT_TRUE(inv.evaluate.on_tokens);
-  EXPECT_EQ(inv.evaluate.tokens.train_paths, (std::vector<std::string>{"a.bin", "b.bin"}));
-  EXPECT_EQ(inv.evaluate.tokens.steps, 7);
-  EXPECT_EQ(inv.evaluate.tokens.init, hnas::model::InitScheme::Llama);  // init = auto
-  EXPECT_DOUBLE_EQ(inv.evaluate.tokens.trainer.grad_clip, 1.0);         // grad_clip = auto
-  EXPECT_DOUBLE_EQ(parse({"evaluate", "--arch", "AM"}).evaluate.mad.trainer.grad_clip, 0.0);
-  EXPECT_DOUBLE_EQ(parse({"evaluate", "--arch", "AM", "--train.grad_clip=0.5"}).evaluate.mad.trainer.grad_clip, 0.5);
+  const auto& e = inv.evaluate.evaluation;
+  EXPECT_EQ(e.objective, hnas::train::Objective::Tokens);
+  EXPECT_EQ(e.tokens.train_paths, (std::vector<std::string>{"a.bin", "b.bin"}));
+  EXPECT_EQ(e.tokens.steps, 7);
+  EXPECT_EQ(e.recipe.init, hnas::model::InitScheme::Llama);  // init = auto
+  EXPECT_DOUBLE_EQ(e.recipe.trainer.grad_clip, 1.0);         // grad_clip = auto
+  const auto recipe = [](std::vector<std::string> args) { return parse(std::move(args)).evaluate.evaluation.recipe; };
+  EXPECT_DOUBLE_EQ(recipe({"evaluate", "--arch", "AM"}).trainer.grad_clip, 0.0);
+  EXPECT_DOUBLE_EQ(recipe({"evaluate", "--arch", "AM", "--train.grad_clip=0.5"}).trainer.grad_clip, 0.5);
   EXPECT_NE(error_of({"evaluate", "--arch", "AM", "--train.grad_clip=-1"}).find("train.grad_clip"), std::string::npos);
-  EXPECT_EQ(parse({"evaluate", "--arch", "AM"}).evaluate.mad.init, hnas::model::InitScheme::Mad);
-  EXPECT_EQ(parse({"evaluate", "--arch", "AM", "--model.init=llama"}).evaluate.mad.init,
-            hnas::model::InitScheme::Llama);
+  EXPECT_EQ(recipe({"evaluate", "--arch", "AM"}).init, hnas::model::InitScheme::Mad);
+  EXPECT_EQ(recipe({"evaluate", "--arch", "AM", "--model.init=llama"}).init, hnas::model::InitScheme::Llama);
+  // several words after --data are one shard list, as on the command line of a shell glob
+  const auto words = parse({"evaluate", "--arch", "AM", "--data", "a.bin", "b.bin", "--tokens.steps=7"});
+  EXPECT_EQ(words.evaluate.evaluation.tokens.train_paths, (std::vector<std::string>{"a.bin", "b.bin"}));
 }
 
 TEST(Options, help_and_version) {
   EXPECT_EQ(parse({}).command, Command::Help);
+  EXPECT_TRUE(parse({}).usage_error);  // no command at all: usage on stderr, exit code 2
+  EXPECT_FALSE(parse({"--help"}).usage_error);
   EXPECT_EQ(parse({"--version"}).command, Command::Version);
   const auto help = parse({"evaluate", "--help"});
   EXPECT_EQ(help.command, Command::Help);
@@ -134,24 +144,131 @@ TEST(Options, search_reads_the_strategy_space_and_team_keys) {
   EXPECT_EQ(s.strategy.seed, 7u);
   EXPECT_EQ(s.strategy.halving.rungs, 3);
   EXPECT_EQ(s.ranks_per_candidate, 2);
-  EXPECT_EQ(s.run_dir, dir.file("run"));
+  EXPECT_EQ(inv.job.run_dir, dir.file("run"));
   EXPECT_EQ(s.evaluation.mad.tasks.size(), 1u);
-  EXPECT_NE(s.effective_ini.find("strategy = middle_incremental"), std::string::npos);
-  EXPECT_EQ(s.effective_ini.find("\narch ="), std::string::npos);  // the strategy chooses it
+  EXPECT_NE(inv.job.effective_ini.find("strategy = middle_incremental"), std::string::npos);
+  EXPECT_EQ(inv.job.effective_ini.rfind("arch = \n", 0), 0u);  // empty: the strategy chooses it
+  // what a resumed run may change comes from the declarations
+  const auto& free = inv.job.keys_free_on_resume;
+  for (const char* key : {"run.threads", "run.device", "search.ranks_per_candidate", "search.results_overhead"})
+    EXPECT_NE(std::find(free.begin(), free.end(), key), free.end()) << key;
+  EXPECT_EQ(std::find(free.begin(), free.end(), "search.seed"), free.end());
 }
 
 TEST(Options, search_problems_are_reported_together_with_their_keys) {
   const auto message = error_of({"search", "--search.strategy=annealing", "--search.primitives=AX", "--search.first=AM",
                                  "--search.ranks_per_candidate=0", "--run.device=tpu"});
   EXPECT_NE(message.find("--run-dir is required"), std::string::npos) << message;
-  EXPECT_NE(message.find("search.strategy must be exhaustive, random, bo"), std::string::npos) << message;
+  EXPECT_NE(message.find("search.strategy must be one of exhaustive, random, bo"), std::string::npos) << message;
   EXPECT_NE(message.find("search.primitives: unknown primitive 'X'"), std::string::npos) << message;
   EXPECT_NE(message.find("search.first must be one primitive letter"), std::string::npos) << message;
   EXPECT_NE(message.find("search.ranks_per_candidate must be >= 1"), std::string::npos) << message;
-  EXPECT_NE(message.find("run.device must be cpu or cuda"), std::string::npos) << message;
+  EXPECT_NE(message.find("run.device must be one of cpu, cuda"), std::string::npos) << message;
   // search keys do not exist for evaluate, and arch does not exist for search
   EXPECT_NE(error_of({"evaluate", "--arch", "AM", "--search.seed=1"}).find("search.seed"), std::string::npos);
   EXPECT_NE(error_of({"search", "--run-dir", "x", "--arch", "AM"}).find("arch"), std::string::npos);
+}
+
+// ---- hardening: every input a user can get wrong gets one line naming it ----
+
+std::string input_error_of(std::vector<std::string> args) {
+  try {
+    parse(std::move(args));
+  } catch (const hnas::Error& e) {
+    EXPECT_EQ(e.exit_code(), hnas::kExitConfig) << e.what();
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Hardening, words_that_are_not_options_are_refused_with_a_hint) {
+  const auto stray = [](std::vector<std::string> args) { return input_error_of(std::move(args)); };
+  EXPECT_NE(stray({"evaluate", "--arch", "AM", "inputs/mad_cpu.ini"}).find("--config inputs/mad_cpu.ini"),
+            std::string::npos);
+  EXPECT_NE(stray({"evaluate", "AAMM"}).find("--arch AAMM"), std::string::npos);
+  EXPECT_NE(stray({"evaluate", "--arch", "AM", "--tokens.steps=3", "b.bin"}).find("unexpected word \"b.bin\""),
+            std::string::npos);
+  EXPECT_NE(stray({"evaluate", "--arch", "AM", "stray"}).find("unexpected word \"stray\""), std::string::npos);
+}
+
+TEST(Hardening, config_paths_that_are_not_readable_files_are_named) {
+  hnas::testing::TempDir dir;
+  EXPECT_NE(input_error_of({"evaluate", "--arch", "AM", "--config", dir.path()}).find("is a directory"),
+            std::string::npos);
+  const std::string fifo = dir.file("pipe.ini");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_NE(input_error_of({"evaluate", "--arch", "AM", "--config", fifo}).find("FIFO"), std::string::npos);
+  EXPECT_NE(input_error_of({"evaluate", "--arch", "AM", "--config", dir.file("none.ini")}).find("does not exist"),
+            std::string::npos);
+}
+
+TEST(Hardening, a_utf8_byte_order_mark_is_accepted) {
+  hnas::testing::TempDir dir;
+  const auto path = write_ini(dir, "\xEF\xBB\xBF[model]\nd_model = 64\nheads = 4\nkv_heads = 4\n");
+  EXPECT_EQ(parse({"evaluate", "--arch", "AM", "--config", path}).evaluate.evaluation.shape.d_model, 64);
+}
+
+TEST(Hardening, non_finite_reals_are_refused_for_every_real_key) {
+  for (const auto& key : hnas::cli::declared_keys(Command::Search)) {
+    if (key.type != "float") continue;
+    for (const char* value : {"inf", "nan", "-inf"}) {
+      const auto message = input_error_of({"search", "--run-dir", "r", "--" + key.key + "=" + value});
+      EXPECT_NE(message.find(key.key + ": " + value + " is not a finite number"), std::string::npos) << message;
+    }
+  }
+  EXPECT_NE(input_error_of({"evaluate", "--arch", "AM", "--mad.learning_rates=1e-3,nan"}).find("mad.learning_rates"),
+            std::string::npos);
+}
+
+TEST(Hardening, a_shard_listed_twice_or_as_both_training_and_validation_is_refused) {
+  EXPECT_NE(input_error_of({"evaluate", "--arch", "AM", "--data", "a.bin", "./a.bin"}).find("listed twice"),
+            std::string::npos);
+  const auto both = input_error_of({"evaluate", "--arch", "AM", "--data", "a.bin", "b.bin", "--tokens.valid", "b.bin"});
+  EXPECT_NE(both.find("b.bin is both a training shard"), std::string::npos) << both;
+}
+
+TEST(Hardening, overlong_and_unprintable_culprits_are_shortened_and_escaped) {
+  const auto message = input_error_of({"evaluate", "--arch", "AM", "--model.init=" + std::string(500, 'x') + "\x1b"});
+  EXPECT_LT(message.size(), 300u) << message;
+  EXPECT_EQ(message.find('\x1b'), std::string::npos);
+  EXPECT_NE(input_error_of({"evaluate", "--arch", "AM", "--model.kernels=a\nb"}).find("a\\nb"), std::string::npos);
+}
+
+// Every key a command reads is documented in inputs/README.md, and every key documented
+// there exists: the reference cannot drift from the code.
+std::vector<std::string> documented_keys() {
+  std::ifstream in(HNAS_SOURCE_DIR "/inputs/README.md");
+  EXPECT_TRUE(in.good());
+  std::vector<std::string> keys;
+  std::string section;
+  bool in_keys = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("## ", 0) == 0) {
+      in_keys = line == "## Top level" || line.rfind("## `[", 0) == 0;
+      section = line.rfind("## `[", 0) == 0 ? line.substr(5, line.find(']') - 5) + "." : "";
+      continue;
+    }
+    if (!in_keys || line.rfind("| `", 0) != 0) continue;
+    const std::string cell = line.substr(1, line.find('|', 1) - 1);  // `a`, `b`, `c`
+    for (size_t at = cell.find('`'); at != std::string::npos; at = cell.find('`', cell.find('`', at + 1) + 1))
+      keys.push_back(section + cell.substr(at + 1, cell.find('`', at + 1) - at - 1));
+  }
+  return keys;
+}
+
+TEST(Documentation, inputs_readme_documents_exactly_the_declared_keys) {
+  const auto documented = documented_keys();
+  std::vector<std::string> declared;
+  for (auto command : {Command::Evaluate, Command::Search})
+    for (const auto& key : hnas::cli::declared_keys(command))
+      if (std::find(declared.begin(), declared.end(), key.key) == declared.end()) declared.push_back(key.key);
+  for (const auto& key : declared)
+    EXPECT_NE(std::find(documented.begin(), documented.end(), key), documented.end())
+        << key << " is declared but not documented in inputs/README.md";
+  for (const auto& key : documented)
+    EXPECT_NE(std::find(declared.begin(), declared.end(), key), declared.end())
+        << key << " is documented in inputs/README.md but no command reads it";
+  EXPECT_GT(documented.size(), 60u);
 }
 
 }  // namespace

@@ -3,7 +3,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <thread>
 
 #include "hnas/core/error.hpp"
 #include "hnas/dist/communicator.hpp"
@@ -137,9 +142,7 @@ TEST(DataParallel, a_team_matches_one_rank_on_the_same_global_batch) {
   const auto reducer = dist::make_mpi_reducer(world());
   auto shared = tiny_model(world().rank() == 0 ? 3 : 99);
   auto shared_data = pattern_batches();
-  auto o = options(25);
-  o.reducer = reducer.get();
-  const auto team = train::train_model(shared, shared_data, nullptr, o);
+  const auto team = train::train_model(shared, shared_data, nullptr, options(25), {reducer.get(), nullptr});
 
   ASSERT_EQ(team.status, train::RunStatus::Completed);
   ASSERT_EQ(team.curve.size(), reference.curve.size());
@@ -158,11 +161,9 @@ TEST(DataParallel, a_stop_seen_by_one_rank_stops_the_whole_team_at_the_same_step
   const auto reducer = dist::make_mpi_reducer(world());
   auto model = tiny_model(3);
   auto data = pattern_batches();
-  auto o = options(50);
-  o.reducer = reducer.get();
   int polls = 0;
-  o.should_stop = [&] { return world().rank() == world().size() - 1 && ++polls > 7; };
-  const auto result = train::train_model(model, data, nullptr, o);
+  const auto stop = [&] { return world().rank() == world().size() - 1 && ++polls > 7; };
+  const auto result = train::train_model(model, data, nullptr, options(50), {reducer.get(), stop});
   EXPECT_EQ(result.status, train::RunStatus::Stopped);
   EXPECT_EQ(result.steps, 7);
   EXPECT_EQ(world().all_reduce_max(result.steps), world().all_reduce_min(result.steps));
@@ -175,10 +176,185 @@ TEST(DataParallel, divergence_is_seen_by_every_rank) {
   auto o = options(20);
   o.schedule.peak_lr = 1e30;  // the first update blows the weights up
   o.grad_clip = 0;
-  o.reducer = reducer.get();
-  const auto result = train::train_model(model, data, nullptr, o);
+  const auto result = train::train_model(model, data, nullptr, o, {reducer.get(), nullptr});
   EXPECT_EQ(result.status, train::RunStatus::Diverged);
   EXPECT_EQ(world().all_reduce_max(result.steps), world().all_reduce_min(result.steps));
+}
+
+// The stall timeout. A test that makes a rank stall does it on a communicator of its own
+// and then leaves that communicator alone: an operation given up on one rank is still
+// pending there, and completes in the background once the late rank joins (the others'
+// later MPI calls progress it), so the communicator, and any buffer such an operation
+// writes, is leaked rather than reused or freed. Every rank then meets the late one in a
+// world barrier without a timeout.
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+/// Puts the stall timeout back to 0 when a test ends, however it ends.
+struct NoStallTimeoutAfter {
+  ~NoStallTimeoutAfter() { dist::set_stall_timeout(0); }
+};
+
+constexpr int kLateRank = 1;
+constexpr auto kLateBy = std::chrono::seconds(3);
+
+// World rank 1 joins `operation` on `side` 3 s late while the stall timeout is 1 s: every
+// other rank of `side` must give up after 1-2 s with a FatalError that names itself and
+// contains `expected`; ranks outside `side`'s group with rank 1 just complete it.
+void expect_stall_reported(const dist::Communicator& side, bool with_late_rank,
+                           const std::function<void(const dist::Communicator&)>& operation,
+                           const std::string& expected) {
+  NoStallTimeoutAfter restore;
+  world().barrier();  // the 3 s count from here on every rank
+  dist::set_stall_timeout(1.0);
+  const auto start = Clock::now();
+  const int rank = world().rank();
+  if (rank == kLateRank) {
+    std::this_thread::sleep_for(kLateBy);
+    EXPECT_NO_THROW(operation(side)) << "the late rank completes the operation the others gave up on";
+  } else if (!with_late_rank) {
+    EXPECT_NO_THROW(operation(side)) << "rank " << rank << ": its communicator has no late rank";
+  } else {
+    try {
+      operation(side);
+      ADD_FAILURE() << "rank " << rank << ": expected a FatalError for the stall";
+    } catch (const FatalError& e) {
+      const double waited = seconds_since(start);
+      const std::string what = e.what();
+      if (rank == 0) std::printf("  reported after %.2f s: %s\n", waited, e.what());
+      EXPECT_EQ(what.rfind("rank " + std::to_string(rank) + ": no progress for 1 s ", 0), 0u) << what;
+      EXPECT_NE(what.find(expected), std::string::npos) << what;
+      EXPECT_NE(what.find("the job ends"), std::string::npos) << what;
+      EXPECT_GE(waited, 0.95) << what;
+      EXPECT_LT(waited, 2.5) << what;
+    }
+  }
+  dist::set_stall_timeout(0);
+  world().barrier();
+}
+
+// "all 2 ranks of the job" at 2 ranks, "a team of 2 ranks (world ranks 0-1)" at 4.
+std::string first_team_of_two() {
+  return world().size() == 2 ? "all 2 ranks of the job" : "a team of 2 ranks (world ranks 0-1)";
+}
+
+TEST(StallTimeout, rejects_negative_and_non_finite_values) {
+  EXPECT_THROW(dist::set_stall_timeout(-1), ConfigError);
+  EXPECT_THROW(dist::set_stall_timeout(std::nan("")), ConfigError);
+  EXPECT_THROW(dist::set_stall_timeout(HUGE_VAL), ConfigError);
+  EXPECT_EQ(dist::stall_timeout(), 0.0);
+}
+
+TEST(StallTimeout, waits_that_finish_within_it_do_not_throw) {
+  NoStallTimeoutAfter restore;
+  dist::set_stall_timeout(2.0);
+  const auto late = [] {
+    if (world().rank() == kLateRank) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  };
+  late();
+  EXPECT_NO_THROW(world().barrier());
+  late();
+  std::vector<double> values{1.0};
+  EXPECT_NO_THROW(world().all_reduce_sum(values.data(), values.size()));
+  EXPECT_DOUBLE_EQ(values[0], world().size());
+  late();
+  EXPECT_EQ(world().all_reduce_max(world().rank()), world().size() - 1);
+  late();
+  std::string text = world().rank() == 0 ? std::string(100000, 'x') : "";
+  EXPECT_NO_THROW(world().broadcast_string(text, 0));
+  EXPECT_EQ(text.size(), 100000u);
+  const auto reducer = dist::make_mpi_reducer(world());
+  auto a = torch::zeros({3}, torch::requires_grad());
+  a.mutable_grad() = torch::ones({3});
+  late();
+  EXPECT_NO_THROW(reducer->sum_gradients({a}));
+  EXPECT_TRUE(torch::equal(a.grad(), torch::full({3}, static_cast<float>(world().size()))));
+  if (world().rank() == kLateRank) {
+    late();
+    world().send(std::string(200000, 'y'), 0, 5);  // past the eager limit: waits for the receive
+  } else if (world().rank() == 0) {
+    dist::Message message;
+    EXPECT_NO_THROW(message = world().receive(kLateRank, 5));
+    EXPECT_EQ(message.bytes.size(), 200000u);
+  }
+  EXPECT_NO_THROW(world().barrier());
+}
+
+TEST(StallTimeout, zero_waits_forever_and_a_scope_overrides_it) {
+  NoStallTimeoutAfter restore;
+  dist::set_stall_timeout(0.5);
+  {
+    dist::ScopedStallTimeout idle(0);
+    EXPECT_EQ(dist::stall_timeout(), 0.0);
+    if (world().rank() == kLateRank) std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    EXPECT_NO_THROW(world().barrier());
+  }
+  EXPECT_EQ(dist::stall_timeout(), 0.5);
+  dist::set_stall_timeout(0);
+  if (world().rank() == kLateRank) std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_NO_THROW(world().barrier());
+}
+
+TEST(StallTimeout, a_late_rank_is_reported_in_an_all_reduce) {
+  // Teams of two: at 4 ranks the second team completes undisturbed.
+  const auto* team = new dist::Communicator(world().split(world().rank() / 2, world().rank()));  // leaked, see above
+  expect_stall_reported(
+      *team, world().rank() < 2, [](const dist::Communicator& c) { EXPECT_EQ(c.all_reduce_max(c.rank() + 1), 2); },
+      "in all-reduce over " + first_team_of_two() + "; a rank is stopped or stuck");
+}
+
+TEST(StallTimeout, a_late_rank_is_reported_in_a_barrier) {
+  const auto* side = new dist::Communicator(world().dup());  // leaked, see above
+  expect_stall_reported(
+      *side, true, [](const dist::Communicator& c) { c.barrier(); },
+      "in a barrier over all " + std::to_string(world().size()) + " ranks of the job");
+}
+
+TEST(StallTimeout, a_late_rank_is_reported_in_the_mpi_reducers_gradient_all_reduce) {
+  // The reducer, its gradients and its flat buffer are written when the abandoned
+  // all-reduce completes: all leaked with the communicator.
+  const auto* team = new dist::Communicator(world().split(world().rank() / 2, world().rank()));
+  auto* reducer = dist::make_mpi_reducer(*team).release();
+  auto* parameter = new torch::Tensor(torch::zeros({1000}, torch::requires_grad()));
+  parameter->mutable_grad() = torch::ones({1000});
+  expect_stall_reported(
+      *team, world().rank() < 2,
+      [&](const dist::Communicator&) {
+        reducer->sum_gradients({*parameter});
+        EXPECT_TRUE(torch::equal(parameter->grad(), torch::full({1000}, 2.0f)));
+      },
+      "in all-reduce over " + first_team_of_two());
+}
+
+TEST(StallTimeout, a_late_sender_is_reported_by_the_receiver) {
+  const auto* side = new dist::Communicator(world().dup());  // leaked, see above
+  NoStallTimeoutAfter restore;
+  world().barrier();
+  dist::set_stall_timeout(1.0);
+  const auto start = Clock::now();
+  if (world().rank() == kLateRank) {
+    std::this_thread::sleep_for(kLateBy);
+    side->send("late", 0, 5);
+  } else if (world().rank() == 0) {
+    try {
+      side->receive(kLateRank, 5);
+      ADD_FAILURE() << "expected a FatalError for the stall";
+    } catch (const FatalError& e) {
+      const std::string what = e.what();
+      std::printf("  reported after %.2f s: %s\n", seconds_since(start), e.what());
+      EXPECT_EQ(what.rfind("rank 0: no progress for 1 s waiting for a message from world rank 1 (tag 5); ", 0), 0u)
+          << what;
+      EXPECT_GE(seconds_since(start), 0.95);
+      EXPECT_LT(seconds_since(start), 2.5);
+    }
+    // A receive gives up without leaving anything pending: the message can still be taken.
+    dist::set_stall_timeout(0);
+    EXPECT_EQ(side->receive(kLateRank, 5).bytes, "late");
+  }
+  dist::set_stall_timeout(0);
+  world().barrier();
 }
 
 }  // namespace

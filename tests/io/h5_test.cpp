@@ -170,6 +170,58 @@ TEST(H5Errors, open_failures_name_the_path) {
   EXPECT_TRUE(contains(message, "HDF5 error stack")) << message;
 }
 
+TEST(H5Errors, damaged_files_and_directories_get_one_clear_first_line) {
+  TempDir dir;
+  const std::string truncated = dir.file("truncated.h5");
+  {
+    io::H5File file = io::create_file(truncated);
+    io::write_dataset_1d(file.get(), "/x", std::vector<double>(10000, 1.0));
+  }
+  std::filesystem::resize_file(truncated, std::filesystem::file_size(truncated) / 2);
+  std::string message = message_of<hnas::InputError>([&] { io::open_file_read_only(truncated); });
+  EXPECT_EQ(message.substr(0, message.find('\n')), truncated + " is damaged (truncated or not an HDF5 file)");
+  // HDF5's stack says "unable to read superblock": that is no lock failure.
+  EXPECT_FALSE(contains(message, "HDF5_USE_FILE_LOCKING")) << message;
+
+  const std::string directory = dir.file("dir.h5");
+  std::filesystem::create_directories(directory);
+  message = message_of<hnas::InputError>([&] { io::open_file_read_only(directory); });
+  EXPECT_EQ(message, directory + " is a directory, not an HDF5 file");
+}
+
+// Pushes one record with `text` onto HDF5's error stack, as a failing library call would.
+void push_error(const char* text) {
+  H5Epush2(H5E_DEFAULT, __FILE__, "test", __LINE__, H5E_ERR_CLS, H5E_FILE, H5E_WRITEERROR, "%s", text);
+}
+
+TEST(H5Errors, lock_hint_only_for_real_lock_failures) {
+  io::disable_hdf5_error_printing();
+  for (const char* unrelated :
+       {"unable to read superblock", "block write failed", "H5D__contig_writevv_sieve_cb block write failed"}) {
+    push_error(unrelated);
+    const std::string message = message_of<hnas::IoError>([] { io::throw_with_error_stack<hnas::IoError>("ctx"); });
+    EXPECT_FALSE(contains(message, "HDF5_USE_FILE_LOCKING")) << message;
+  }
+  for (const char* lock_failure :
+       {"unable to lock file, errno = 11, error message = 'Resource temporarily unavailable'",
+        "file locking disabled on this file system (use HDF5_USE_FILE_LOCKING environment variable to override)"}) {
+    push_error(lock_failure);
+    const std::string message = message_of<hnas::IoError>([] { io::throw_with_error_stack<hnas::IoError>("ctx"); });
+    EXPECT_TRUE(contains(message, "HDF5_USE_FILE_LOCKING=FALSE")) << message;
+  }
+}
+
+TEST(H5Errors, a_full_disk_in_the_stack_is_named) {
+  io::disable_hdf5_error_printing();
+  push_error("file write failed: errno = 28, error message = 'No space left on device'");
+  std::string message = message_of<hnas::IoError>([] { io::throw_with_error_stack<hnas::IoError>("ctx"); });
+  EXPECT_EQ(message.rfind("ctx\n  no space left on device (or quota or file size limit exceeded)", 0), 0u) << message;
+  EXPECT_FALSE(contains(message, "HDF5_USE_FILE_LOCKING")) << message;
+  push_error("block write failed");
+  message = message_of<hnas::IoError>([] { io::throw_with_error_stack<hnas::IoError>("ctx"); });
+  EXPECT_FALSE(contains(message, "no space left")) << message;
+}
+
 TEST(H5Errors, check_macro_carries_the_hdf5_error_stack) {
   io::disable_hdf5_error_printing();
   const std::string message = message_of<hnas::IoError>([] { HNAS_CHECK_H5(H5Dopen2(-1, "/x", H5P_DEFAULT)); });

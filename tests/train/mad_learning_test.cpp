@@ -5,6 +5,7 @@
 
 #include "hnas/core/log.hpp"
 #include "hnas/train/mad_evaluation.hpp"
+#include "hnas/core/process.hpp"
 #include "hnas/train/throughput.hpp"
 
 namespace {
@@ -21,9 +22,14 @@ train::MadEvaluationOptions small_recall() {
   o.batch_size = 64;
   o.learning_rates = {3e-3};
   o.weight_decays = {0.0};
-  o.init_seed = 7;
-  o.trainer.schedule.warmup_steps = 20;
   return o;
+}
+
+train::TrainingRecipe recipe() {
+  train::TrainingRecipe r;
+  r.init_seed = 7;
+  r.trainer.schedule.warmup_steps = 20;
+  return r;
 }
 
 arch::ModelShape small_width() {
@@ -40,8 +46,8 @@ arch::ModelShape small_width() {
 
 TEST(MadLearning, attention_learns_in_context_recall_and_mlp_only_does_not) {
   const auto options = small_recall();
-  const auto with_attention = train::evaluate_mad(arch::Genome::parse("AAMM"), small_width(), options);
-  const auto mlp_only = train::evaluate_mad(arch::Genome::parse("MMMM"), small_width(), options);
+  const auto with_attention = train::evaluate_mad(arch::Genome::parse("AAMM"), small_width(), options, recipe());
+  const auto mlp_only = train::evaluate_mad(arch::Genome::parse("MMMM"), small_width(), options, recipe());
   log::info(log::format("AAMM acc %.3f in %.1fs; MMMM acc %.3f in %.1fs", with_attention.objective,
                         with_attention.seconds, mlp_only.objective, mlp_only.seconds));
   EXPECT_GE(with_attention.objective, 0.9);
@@ -55,8 +61,8 @@ TEST(MadLearning, attention_learns_in_context_recall_and_mlp_only_does_not) {
 
 // Runs in the environment hnas itself runs in (BLAS kernels, OpenMP wait policy, allocator).
 int main(int argc, char** argv) {
-  hnas::train::restart_with_launch_environment(argv);
-  hnas::train::keep_freed_memory();
+  hnas::restart_with_launch_environment(argv);
+  hnas::keep_freed_memory();
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

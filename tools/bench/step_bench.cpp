@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "hnas/core/process.hpp"
 #include "hnas/train/throughput.hpp"
 #include "hnas/train/trainer.hpp"
 
@@ -491,8 +492,8 @@ int main(int argc, char** argv) {
   // As main() of hnas: restart once with the BLAS core type and OpenMP wait policy this
   // machine wants. The Python reference inherits the environment, so both sides run the
   // same kernels and thread pools.
-  if (!o.keep_environment) train::restart_with_launch_environment(argv);
-  train::keep_freed_memory();  // as hnas does
+  if (!o.keep_environment) restart_with_launch_environment(argv);
+  keep_freed_memory();  // as hnas does
   if (o.caching_allocator) bench::install_caching_cpu_allocator();
   train::set_compute_threads(o.threads);
   const std::string core = bench::blas_core();

@@ -6,6 +6,7 @@
 // The registry is immutable: readable from any rank or thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,6 +20,9 @@ enum class Primitive : uint8_t {
   Attention = 0,  ///< 'A': grouped-query causal self-attention with RoPE
   Mlp = 1,        ///< 'M': SwiGLU MLP
 };
+/// The number of primitives: every table indexed by Primitive (the registry, the model's
+/// module factories) has exactly this many rows, checked at compile time.
+inline constexpr size_t kNumPrimitives = 2;
 
 struct PrimitiveInfo {
   Primitive id;

@@ -94,8 +94,11 @@ struct MadData {
 
 /// Validates the setting, then draws num_train training rows followed by num_test test
 /// rows from one Rng seeded with setting.seed: the test set continues the training
-/// stream, as in mad-lab. Recall training rows are the plain shifted sequence; recall test
-/// rows score only answerable queries; the other tasks have one row form for both splits.
+/// stream, as in mad-lab. Recall training rows are the plain shifted sequence. In-context
+/// and noisy recall test rows score only answerable queries; fuzzy recall test rows score
+/// the values of every repeated key and of the final probe motif, which may be
+/// unanswerable (its key never appeared before), as the reference does. The other tasks
+/// have one row form for both splits.
 MadData generate(const MadSetting& setting);
 
 // ---- Building blocks, exposed for tests and tools -------------------------------------

@@ -3,6 +3,8 @@
 // teams, node-local), the few collectives hnas needs, and the tagged point-to-point
 // messages of the search's work queue. Waits poll with short sleeps instead of spinning:
 // on an oversubscribed node a spinning idle rank steals the core a training rank needs.
+// Every wait is such a poll over a non-blocking MPI call, so that a stall timeout can turn
+// a peer that is stopped (SIGSTOP) or stuck into an error instead of a hang.
 #pragma once
 
 #include <mpi.h>
@@ -33,6 +35,39 @@ class MpiSession {
 /// The library's version string, e.g. "Open MPI v4.1.4, ...", first line only.
 std::string mpi_library_version();
 
+/// How long any wait of this process's communicators (collectives, sends, receives, and so
+/// the MPI gradient reducer's all-reduce) may go without completing before it throws
+/// FatalError naming this rank, the operation and whom it waits for, e.g. "rank 0: no
+/// progress for 30 s in all-reduce over a team of 2 ranks (world ranks 0-1); ...". 0, the
+/// default, waits forever. Rank-local and process-wide: call it on every rank, once the
+/// start-up is over (a slow start-up on rank 0 is not a stall). Throws ConfigError for a
+/// negative or non-finite value.
+///
+/// After such a FatalError the abandoned operation may still complete when the peer
+/// resumes, writing into its buffers: the job must end (abort_job), and the communicator
+/// must not be used again.
+void set_stall_timeout(double seconds);
+/// The stall timeout in seconds, 0 for none. Rank-local.
+double stall_timeout();
+
+/// Sets the stall timeout for its lifetime and restores the previous one after. For waits
+/// that are long by design because the peer is busy, not stuck: a team leader waiting for
+/// its next task, team members waiting for their leader's broadcast, the last barrier
+/// while other teams finish. Rank-local.
+///
+///   dist::ScopedStallTimeout idle(0);  // the coordinator may be training for minutes
+///   auto assignment = world.receive(0, kTagAssignment);
+class ScopedStallTimeout {
+ public:
+  explicit ScopedStallTimeout(double seconds);
+  ~ScopedStallTimeout();
+  ScopedStallTimeout(const ScopedStallTimeout&) = delete;
+  ScopedStallTimeout& operator=(const ScopedStallTimeout&) = delete;
+
+ private:
+  double previous_;
+};
+
 /// A received message: its bytes, source and tag.
 struct Message {
   std::string bytes;
@@ -40,9 +75,10 @@ struct Message {
   int tag = -1;
 };
 
-/// An MPI communicator. World is borrowed; communicators made by split() are owned and
-/// freed on destruction. Movable, not copyable. Calls documented "collective" must be
-/// made by every rank of the communicator in the same order.
+/// An MPI communicator. World is borrowed; communicators made by split() and dup() are
+/// owned and freed on destruction. Movable, not copyable. Calls documented "collective"
+/// must be made by every rank of the communicator in the same order. Every wait honours
+/// the stall timeout (set_stall_timeout) and then throws FatalError.
 class Communicator {
  public:
   /// MPI_COMM_WORLD (borrowed).
@@ -63,6 +99,8 @@ class Communicator {
   Communicator split(int color, int key) const;
   /// The ranks sharing this node's memory (for the local rank / GPU index). Collective.
   Communicator split_node_local() const;
+  /// The same ranks in a new communicator (its messages never mix with this one's). Collective.
+  Communicator dup() const;
 
   /// Collective.
   void barrier() const;
@@ -79,10 +117,11 @@ class Communicator {
   /// Minimum over the communicator. Collective.
   int64_t all_reduce_min(int64_t value) const;
 
-  /// Sends `bytes` to `dest` with `tag` (blocking until the buffer can be reused).
+  /// Sends `bytes` to `dest` with `tag`, waiting until the buffer can be reused (for a
+  /// large message, until `dest` receives it). Rank-local.
   void send(const std::string& bytes, int dest, int tag) const;
   /// A message from `source` (or MPI_ANY_SOURCE) with `tag` (or MPI_ANY_TAG) if one is
-  /// waiting; never blocks.
+  /// waiting, else nullopt at once. A message that has arrived is then received whole.
   std::optional<Message> try_receive(int source, int tag) const;
   /// Waits (polling with sleeps) for a message from `source` with `tag`.
   Message receive(int source, int tag) const;

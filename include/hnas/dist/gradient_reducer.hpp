@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Data parallelism inside a team: the ranks of a team train one model on disjoint slices
 // of each global batch and combine their gradients here before the optimizer step. Two
-// implementations behind one interface: MPI_Allreduce on CPU tensors (always built) and
+// implementations behind one interface: MPI all-reduce on CPU tensors (always built) and
 // NCCL on CUDA tensors (HNAS_WITH_NCCL). Gradients travel in one flat buffer per step,
 // reduced in as few calls as the library's count limits allow, never one call per
 // parameter. Host-side scalars (loss sums, stop flags, evaluation metrics) always go
-// over the team's MPI communicator.
+// over the team's MPI communicator, and so, like every MPI wait, end in FatalError once
+// they make no progress for the stall timeout (set_stall_timeout).
 //
 // Every method is collective over the team: all its ranks call the same methods in the
 // same order with the same parameter lists (same names, shapes, order), or the job hangs.
@@ -53,7 +54,9 @@ class GradientReducer {
   const Communicator& team_;
 };
 
-/// MPI_Allreduce over CPU float32 tensors. Throws InternalError for other tensors.
+/// MPI all-reduce over CPU float32 tensors, non-blocking and polled: a team rank that makes
+/// no progress for the stall timeout ends the wait in FatalError. Throws InternalError for
+/// other tensors.
 std::unique_ptr<GradientReducer> make_mpi_reducer(const Communicator& team);
 
 /// True when this build has the NCCL implementation.
@@ -63,7 +66,8 @@ bool nccl_built();
 /// Collective over `team`: team rank 0 creates the ncclUniqueId and broadcasts it over
 /// MPI. NCCL errors, including asynchronous ones and a collective that makes no progress
 /// for `timeout_seconds`, abort the communicator and throw FatalError (main then aborts
-/// the job). Throws ConfigError when the build has no NCCL.
+/// the job); its MPI waits (the id broadcast, host scalars) honour the stall timeout.
+/// Throws ConfigError when the build has no NCCL.
 std::unique_ptr<GradientReducer> make_nccl_reducer(const Communicator& team, int device, double timeout_seconds);
 
 }  // namespace hnas::dist

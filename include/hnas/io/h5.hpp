@@ -39,7 +39,9 @@ void disable_hdf5_error_printing();
 std::string take_error_stack();
 
 /// Throws ErrorType (IoError or InputError) with `context`, then the HDF5 error stack, plus a
-/// hint naming HDF5_USE_FILE_LOCKING when the stack reports a lock failure. Call it right
+/// hint naming HDF5_USE_FILE_LOCKING when the stack reports a lock failure ("unable to lock
+/// file"; not "superblock") and one saying the disk is full when a write failed with ENOSPC,
+/// EDQUOT or EFBIG. Call it right
 /// after the failing call: most HDF5 calls clear the stack, so take describe() beforehand.
 template <typename ErrorType>
 [[noreturn]] void throw_with_error_stack(const std::string& context);
@@ -109,9 +111,13 @@ std::string describe(hid_t object);
 
 // ---- files -------------------------------------------------------------------------
 
-/// Opens an existing file read-only. Throws InputError naming `path` when it is missing,
-/// not an HDF5 file or cannot be opened; when the failure is a file lock, the message
-/// names HDF5_USE_FILE_LOCKING=FALSE (file systems without lock support).
+/// Opens an existing file read-only. Rank-local. Throws InputError whose first line names
+/// `path` and the defect: missing ("cannot open HDF5 file P: No such file or directory"),
+/// a directory, not a regular file, unreadable ("cannot read P (Permission denied)"), not an
+/// HDF5 file, or damaged ("P is damaged (truncated or not an HDF5 file)", the HDF5 stack
+/// on later lines). When HDF5's file lock fails, the message names
+/// HDF5_USE_FILE_LOCKING=FALSE (file systems without lock support).
+/// For a results file to resume from, use open_results_file (run_directory.hpp).
 H5File open_file_read_only(const std::string& path);
 
 /// Creates `path`, truncating an existing file. `file_access` is a file-access property

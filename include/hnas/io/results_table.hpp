@@ -83,20 +83,26 @@ std::string read_string_dataset(hid_t location, const std::string& name);
 
 /// Replaces the HDF5 file `path` as a whole so that a crash (kill -9, power loss) at any
 /// moment leaves either the old complete file or the new complete one:
-///   1. creates `path + ".tmp"` (a stale one is removed first), default (earliest) format
-///      so older HDF5 readers work;
-///   2. calls `fill(file)`; objects `fill` leaves open are closed with the file;
-///   3. closes the file (a failed close throws), fsync(2)s it, rename(2)s it over `path`
-///      and fsyncs the directory so the rename itself is durable.
+///   1. creates the temporary `<path>.tmp.<host>.<pid>.<n>` next to `path` (unique to this
+///      process and call, so two jobs or threads writing the same target never take each
+///      other's temporary; those of killed writers on this host are removed first);
+///   2. builds the file in memory (HDF5 core driver; default, earliest format so older
+///      HDF5 readers work) and calls `fill(file)`; objects `fill` leaves open are closed
+///      with the file. Peak memory is about twice the file's size;
+///   3. writes the bytes to the temporary, fsync(2)s and closes it, rename(2)s it over
+///      `path` and fsyncs the directory so the rename itself is durable.
 /// Readers that have the old file open keep reading the old data (rename replaces the
-/// directory entry, not the inode). HDF5's file lock is per inode, so a reader's lock on the
-/// old file does not block the new one, and the new file is never open for writing under
-/// its final name. Rank-local: call it from the one writing rank.
-/// On any exception (from `fill` or below) the tmp file is removed, `path` is untouched and
-/// the exception propagates. Errors of the file steps are IoError naming the path and
-/// strerror. If only the final directory fsync fails, `path` already holds the new file but
-/// the rename may not survive a power loss; that is reported as an IoError too (EINVAL, from
-/// file systems that cannot sync directories, is ignored).
+/// directory entry, not the inode), and HDF5's file lock on the old inode does not matter.
+/// Rank-local: call it from the one writing rank.
+/// On any exception (from `fill` or below) the temporary is removed, `path` is untouched and
+/// the exception propagates. A full disk, an exceeded quota or file size limit (ENOSPC,
+/// EDQUOT, EFBIG) throws IoError whose first line is
+///   "no space left on device (or quota exceeded) writing <tmp>; the previous <path> is
+///    intact; free space or move the run directory"
+/// Other file errors are IoError naming the temporary and strerror. If only the final
+/// directory fsync fails, `path` already holds the new file but the rename may not survive
+/// a power loss; that is reported as an IoError too (EINVAL, from file systems that cannot
+/// sync directories, is ignored).
 ///   write_file_atomically(run_dir + "/results.h5", [&](hid_t file) {
 ///     write_table(file, "/search/candidates", table, "one row per evaluated candidate");
 ///   });

@@ -29,10 +29,6 @@ struct MadEvaluationOptions {
   std::vector<double> weight_decays{0.0};
   double target_accuracy = 0.999;
   uint64_t data_seed = 12345;  ///< MAD's seed for the generators
-  uint64_t init_seed = 0;      ///< model initialisation and shuffling
-  model::Kernels kernels = model::Kernels::Fused;
-  model::InitScheme init = model::InitScheme::Mad;
-  TrainerOptions trainer;  ///< betas, clipping, schedule kind, warm-up, min lr, logging
 };
 
 struct MadRun {
@@ -69,13 +65,16 @@ struct MadEvaluation {
 std::vector<data::MadSetting> selected_settings(const MadEvaluationOptions& options);
 
 /// Evaluates `genome` at width `shape` (vocabulary, backbone and length are set per
-/// setting). Rank-local; a diverged run is recorded, not thrown.
+/// setting). Rank-local, or collective over the context's team; a diverged run is
+/// recorded, not thrown.
 MadEvaluation evaluate_mad(const arch::Genome& genome, const arch::ModelShape& shape,
-                           const MadEvaluationOptions& options);
+                           const MadEvaluationOptions& options, const TrainingRecipe& recipe,
+                           const TrainingContext& context = {});
 
 /// Trains and scores one setting with one (lr, weight decay); exposed for tests.
 MadRun train_mad_setting(const arch::Genome& genome, const arch::ModelShape& shape, const data::MadData& data,
                          const data::MadSetting& setting, double lr, double weight_decay,
-                         const MadEvaluationOptions& options);
+                         const MadEvaluationOptions& options, const TrainingRecipe& recipe,
+                         const TrainingContext& context = {});
 
 }  // namespace hnas::train

@@ -27,10 +27,6 @@ struct TokenEvaluationOptions {
   double lr = 1e-3;
   double weight_decay = 0.1;
   uint64_t data_seed = 1234;
-  uint64_t init_seed = 0;
-  model::Kernels kernels = model::Kernels::Fused;
-  model::InitScheme init = model::InitScheme::Llama;
-  TrainerOptions trainer;  ///< schedule kind, warm-up, betas, clipping, logging
 };
 
 struct TokenEvaluation {
@@ -40,8 +36,9 @@ struct TokenEvaluation {
 };
 
 /// Trains `genome` at width `shape` (vocabulary from the options) and reports validation
-/// loss. Rank-local. Throws InputError for unreadable or inconsistent shards.
+/// loss. Rank-local, or collective over the context's team. Throws InputError for unreadable or inconsistent shards.
 TokenEvaluation evaluate_tokens(const arch::Genome& genome, const arch::ModelShape& shape,
-                                const TokenEvaluationOptions& options);
+                                const TokenEvaluationOptions& options, const TrainingRecipe& recipe,
+                                const TrainingContext& context = {});
 
 }  // namespace hnas::train

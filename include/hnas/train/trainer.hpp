@@ -52,6 +52,8 @@ enum class RunStatus {
   OutOfMemory,    ///< the allocator failed
 };
 const char* run_status_name(RunStatus status);
+/// The status named `name` (as run_status_name writes it); throws InputError otherwise.
+RunStatus parse_run_status(const std::string& name);
 
 struct TrainerOptions {
   LrSchedule schedule;  ///< schedule.total_steps is the number of steps
@@ -69,14 +71,27 @@ struct TrainerOptions {
   double train_flops_per_token = 0;     ///< for throughput and MFU (about 3x forward)
   double peak_flops = 0;                ///< device peak FLOP/s for MFU (0: MFU not shown)
   std::string label;                    ///< prefix of progress lines
-  std::function<bool()> should_stop;    ///< polled at every step boundary
+};
+
+/// The run-time objects one training run works with (not configuration: built by the job,
+/// never read from a file).
+struct TrainingContext {
   /// Data parallelism: the team this rank trains with (nullptr: alone). Each team rank
   /// draws the same global batch, trains on its own slice of rows, and the gradients are
   /// summed over the team; stop and time-out decisions and evaluation results are agreed
   /// over the team, so its ranks always take the same path.
   dist::GradientReducer* reducer = nullptr;
-  /// Where the evaluators build the model (batches follow the model's device).
-  torch::Device device = torch::kCPU;
+  std::function<bool()> should_stop;  ///< polled at every step boundary (a stop signal, a coordinator)
+  torch::Device device = torch::kCPU;  ///< where the evaluators build the model (batches follow it)
+};
+
+/// How every model of an evaluation is built and trained, whichever its objective (MAD
+/// tasks or token data): the one copy of these settings.
+struct TrainingRecipe {
+  model::Kernels kernels = model::Kernels::Fused;
+  model::InitScheme init = model::InitScheme::Mad;
+  uint64_t init_seed = 0;  ///< model initialisation and data order
+  TrainerOptions trainer;  ///< betas, clipping, schedule kind, warm-up, min lr, logging
 };
 
 struct CurvePoint {
@@ -103,10 +118,10 @@ struct TrainResult {
 };
 
 /// Trains `model` in place. Rank-local without a reducer; with one, collective over the
-/// reducer's team (every team rank calls it with the same model, data and options).
+/// context's reducer's team (every team rank calls it with the same model, data and options).
 /// Throws only for programming or I/O errors.
 TrainResult train_model(model::HybridModel& model, BatchSource& data, const Evaluator& evaluate,
-                        const TrainerOptions& options);
+                        const TrainerOptions& options, const TrainingContext& context = {});
 
 /// Cross-entropy of logits [..., V] against targets [...] summed over scored tokens.
 torch::Tensor summed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets);

@@ -7,7 +7,7 @@
 
 #include "hnas/core/check.hpp"
 #include "hnas/model/ops.hpp"
-#include "model/kernels/attention_impl.hpp"
+#include "kernels/attention_impl.hpp"
 
 namespace hnas::model {
 namespace {

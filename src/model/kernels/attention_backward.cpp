@@ -8,7 +8,7 @@
 #include <cstring>
 #include <limits>
 
-#include "model/kernels/attention_impl.hpp"
+#include "kernels/attention_impl.hpp"
 
 namespace hnas::model::attention_impl {
 namespace {
@@ -51,7 +51,7 @@ void backward_rows(const float* qs, const float* go, const float* di, const floa
                    int64_t j0, const float* kt, const float* vt, float* dkt, float* dvt, float* dsb) {
   Vec s[kRows] = {}, dp[kRows] = {};
   for (int64_t d = 0; d < dim; ++d) {
-    const Vec k = detail::load(kt + d * kLanes), v = detail::load(vt + d * kLanes);
+    const Vec k = simd::load(kt + d * kLanes), v = simd::load(vt + d * kLanes);
     for (int r = 0; r < kRows; ++r) {
       s[r] += qs[r * dim + d] * k;
       dp[r] += go[r * dim + d] * v;
@@ -59,23 +59,23 @@ void backward_rows(const float* qs, const float* go, const float* di, const floa
   }
   Vec p[kRows], ds[kRows];
   for (int r = 0; r < kRows; ++r) {
-    p[r] = detail::exp(s[r] - ls[r]);
+    p[r] = simd::exp(s[r] - ls[r]);
     // Keys j0 + lane > i + r are in the future of the row.
     if (i + r - j0 < kLanes - 1) {
       const IVec limit = IVec{} + static_cast<int32_t>(i + r - j0);
-      p[r] = detail::lane_index() <= limit ? p[r] : detail::splat(0.0f);
+      p[r] = simd::lane_index() <= limit ? p[r] : simd::splat(0.0f);
     }
     ds[r] = p[r] * (dp[r] - di[r]);
-    detail::store(dsb + r * kLanes, ds[r]);
+    simd::store(dsb + r * kLanes, ds[r]);
   }
   for (int64_t d = 0; d < dim; ++d) {
-    Vec dv = detail::load(dvt + d * kLanes), dk = detail::load(dkt + d * kLanes);
+    Vec dv = simd::load(dvt + d * kLanes), dk = simd::load(dkt + d * kLanes);
     for (int r = 0; r < kRows; ++r) {
       dv += go[r * dim + d] * p[r];
       dk += qs[r * dim + d] * ds[r];
     }
-    detail::store(dvt + d * kLanes, dv);
-    detail::store(dkt + d * kLanes, dk);
+    simd::store(dvt + d * kLanes, dv);
+    simd::store(dkt + d * kLanes, dk);
   }
 }
 
@@ -94,11 +94,11 @@ void gather_item(const Dims& dm, const float* qkv, const float* cos, const float
     const int64_t out_row = (b * T + t) * H + kvh * G;  // first head of the group in out/dout
     if (t + kPrefetchRows < T) {
       const float* ahead = base + (t + kPrefetchRows) * W;
-      detail::prefetch(ahead + kvh * G * D, G * D);
-      detail::prefetch(ahead + (H + kvh) * D, D);
-      detail::prefetch(ahead + (H + KV + kvh) * D, D);
-      detail::prefetch(out + (out_row + kPrefetchRows * H) * D, G * D);
-      detail::prefetch(dout + (out_row + kPrefetchRows * H) * D, G * D);
+      simd::prefetch(ahead + kvh * G * D, G * D);
+      simd::prefetch(ahead + (H + kvh) * D, D);
+      simd::prefetch(ahead + (H + KV + kvh) * D, D);
+      simd::prefetch(out + (out_row + kPrefetchRows * H) * D, G * D);
+      simd::prefetch(dout + (out_row + kPrefetchRows * H) * D, G * D);
     }
     const float* row = base + t * W;
     rope_forward(row + (H + kvh) * D, cos + t * half, sin + t * half, half, 1.0f, kr + t * key_stride);
@@ -112,8 +112,8 @@ void gather_item(const Dims& dm, const float* qkv, const float* cos, const float
       if (D % kLanes == 0) {
         // Lane-wise partial sums: a scalar running sum would be one long dependency chain.
         Vec acc = {};
-        for (int64_t d = 0; d < D; d += kLanes) acc += detail::load(dor + d) * detail::load(o + d);
-        di[r] = detail::hsum(acc);
+        for (int64_t d = 0; d < D; d += kLanes) acc += simd::load(dor + d) * simd::load(o + d);
+        di[r] = simd::hsum(acc);
       } else {
         float acc = 0.0f;
         for (int64_t d = 0; d < D; ++d) acc += dor[d] * o[d];
@@ -215,20 +215,20 @@ void block_probs(const float* qs, const float* go, int64_t stride, const float* 
                  int64_t i, int64_t j0, const float* kt, const float* vt, float* pb, float* dsb) {
   Vec s[kRows] = {}, dp[kRows] = {};
   for (int64_t d = 0; d < dim; ++d) {
-    const Vec k = detail::load(kt + d * kLanes), v = detail::load(vt + d * kLanes);
+    const Vec k = simd::load(kt + d * kLanes), v = simd::load(vt + d * kLanes);
     for (int r = 0; r < kRows; ++r) {
       s[r] += qs[d * stride + r] * k;
       dp[r] += go[d * stride + r] * v;
     }
   }
   for (int r = 0; r < kRows; ++r) {
-    Vec p = detail::exp(s[r] - ls[r]);
+    Vec p = simd::exp(s[r] - ls[r]);
     if (i + r - j0 < kLanes - 1) {
       const IVec limit = IVec{} + static_cast<int32_t>(i + r - j0);
-      p = detail::lane_index() <= limit ? p : detail::splat(0.0f);
+      p = simd::lane_index() <= limit ? p : simd::splat(0.0f);
     }
-    detail::store(pb + r * kLanes, p);
-    detail::store(dsb + r * kLanes, p * (dp[r] - di[r]));
+    simd::store(pb + r * kLanes, p);
+    simd::store(dsb + r * kLanes, p * (dp[r] - di[r]));
   }
 }
 
@@ -240,17 +240,17 @@ void key_sums(const float* w, const float* x, int64_t dim, int64_t rows, int64_t
   for (int jt = 0; jt < kLanes; jt += kKeys) {
     Vec a[kKeys][kVecs];
     for (int k = 0; k < kKeys; ++k)
-      for (int v = 0; v < kVecs; ++v) a[k][v] = detail::load(acc + (jt + k) * acc_stride + c + v * kLanes);
+      for (int v = 0; v < kVecs; ++v) a[k][v] = simd::load(acc + (jt + k) * acc_stride + c + v * kLanes);
     for (int64_t i = 0; i < rows; ++i) {
       Vec xv[kVecs];
-      for (int v = 0; v < kVecs; ++v) xv[v] = detail::load(x + i * dim + c + v * kLanes);
+      for (int v = 0; v < kVecs; ++v) xv[v] = simd::load(x + i * dim + c + v * kLanes);
       for (int k = 0; k < kKeys; ++k) {
         const float wk = w[i * kLanes + jt + k];
         for (int v = 0; v < kVecs; ++v) a[k][v] += wk * xv[v];
       }
     }
     for (int k = 0; k < kKeys; ++k)
-      for (int v = 0; v < kVecs; ++v) detail::store(acc + (jt + k) * acc_stride + c + v * kLanes, a[k][v]);
+      for (int v = 0; v < kVecs; ++v) simd::store(acc + (jt + k) * acc_stride + c + v * kLanes, a[k][v]);
   }
 }
 
@@ -271,7 +271,7 @@ void row_sums(const float* ds, const float* kr, int64_t dim, int64_t c, float* d
   Vec a[kRows][kVecs] = {};
   for (int jj = 0; jj < kLanes; ++jj) {
     Vec k[kVecs];
-    for (int v = 0; v < kVecs; ++v) k[v] = detail::load(kr + jj * dim + c + v * kLanes);
+    for (int v = 0; v < kVecs; ++v) k[v] = simd::load(kr + jj * dim + c + v * kLanes);
     for (int r = 0; r < kRows; ++r) {
       const float s = ds[r * kLanes + jj];
       for (int v = 0; v < kVecs; ++v) a[r][v] += s * k[v];
@@ -280,7 +280,7 @@ void row_sums(const float* ds, const float* kr, int64_t dim, int64_t c, float* d
   for (int r = 0; r < kRows; ++r)
     for (int v = 0; v < kVecs; ++v) {
       float* q = dq + r * dim + c + v * kLanes;
-      detail::store(q, detail::load(q) + a[r][v]);
+      simd::store(q, simd::load(q) + a[r][v]);
     }
 }
 

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <limits>
 
-#include "model/kernels/attention_impl.hpp"
+#include "kernels/attention_impl.hpp"
 
 namespace hnas::model::attention_impl {
 namespace {
@@ -21,18 +21,18 @@ constexpr int kKeyPanel = 8;
 /// [D][kKeyPanel] panels, so the broadcasts of one panel share a pointer.
 Vec block_scores(const float* kp, const float* qt, int64_t dim, int64_t i0, int64_t jend, float* st) {
   constexpr int kKeys = kKeyPanel;
-  Vec mx = detail::splat(-std::numeric_limits<float>::infinity());
+  Vec mx = simd::splat(-std::numeric_limits<float>::infinity());
   for (int64_t j = 0; j < jend; j += kKeys) {
     Vec acc[kKeys] = {};
     const float* k = kp + j * dim;
     for (int64_t d = 0; d < dim; ++d) {
-      const Vec q = detail::load(qt + d * kLanes);
+      const Vec q = simd::load(qt + d * kLanes);
       for (int jj = 0; jj < kKeys; ++jj) acc[jj] += k[d * kKeys + jj] * q;
     }
     for (int jj = 0; jj < kKeys; ++jj) {
       const Vec s = mask_keys_after_rows(acc[jj], j + jj - i0, -std::numeric_limits<float>::infinity());
-      detail::store(st + (j + jj) * kLanes, s);
-      mx = detail::vmax(mx, s);
+      simd::store(st + (j + jj) * kLanes, s);
+      mx = simd::vmax(mx, s);
     }
   }
   return mx;
@@ -44,11 +44,11 @@ void block_values(const float* pt, const float* vb, int64_t padded_dim, int64_t 
   for (int64_t c = 0; c < padded_dim; c += kChunk) {
     Vec acc[kChunk] = {};
     for (int64_t j = 0; j < jend; ++j) {
-      const Vec p = detail::load(pt + j * kLanes);
+      const Vec p = simd::load(pt + j * kLanes);
       const float* v = vb + j * padded_dim + c;
       for (int dd = 0; dd < kChunk; ++dd) acc[dd] += v[dd] * p;
     }
-    for (int dd = 0; dd < kChunk; ++dd) detail::store(ot + (c + dd) * kLanes, acc[dd]);
+    for (int dd = 0; dd < kChunk; ++dd) simd::store(ot + (c + dd) * kLanes, acc[dd]);
   }
 }
 
@@ -70,9 +70,9 @@ void forward_item(const Dims& dm, const float* qkv, const float* cos, const floa
   for (int64_t t = 0; t < T; ++t) {
     if (t + kPrefetchRows < T) {
       const float* ahead = base + (t + kPrefetchRows) * W;
-      detail::prefetch(ahead + kvh * G * D, G * D);
-      detail::prefetch(ahead + (H + kvh) * D, D);
-      detail::prefetch(ahead + (H + KV + kvh) * D, D);
+      simd::prefetch(ahead + kvh * G * D, G * D);
+      simd::prefetch(ahead + (H + kvh) * D, D);
+      simd::prefetch(ahead + (H + KV + kvh) * D, D);
     }
     const float* row = base + t * W;
     for (int64_t g = 0; g < G; ++g)
@@ -106,8 +106,8 @@ void forward_item(const Dims& dm, const float* qkv, const float* cos, const floa
       const Vec mx = block_scores(kr, qt, D, i0, jend, st);
       Vec sum = {};
       for (int64_t j = 0; j < jend; ++j) {
-        const Vec p = detail::exp(detail::load(st + j * kLanes) - mx);
-        detail::store(st + j * kLanes, p);
+        const Vec p = simd::exp(simd::load(st + j * kLanes) - mx);
+        simd::store(st + j * kLanes, p);
         sum += p;
       }
       if (Dp % 16 == 0) {
@@ -116,12 +116,12 @@ void forward_item(const Dims& dm, const float* qkv, const float* cos, const floa
         block_values<8>(st, vb, Dp, jend, ot);
       }
       const Vec inv_sum = 1.0f / sum;
-      const Vec row_lse = mx + detail::log(sum);  // sum >= 1: the row max contributes exp(0)
+      const Vec row_lse = mx + simd::log(sum);  // sum >= 1: the row max contributes exp(0)
       for (int64_t r = 0; r < rows; ++r) {
         float* o = out + ((b * T + i0 + r) * H + h) * D;
         for (int64_t d = 0; d < D; ++d) o[d] = ot[d * kLanes + r] * inv_sum[r];
       }
-      detail::store_partial(lse + (b * H + h) * T + i0, row_lse, rows);
+      simd::store_partial(lse + (b * H + h) * T + i0, row_lse, rows);
     }
   }
 }

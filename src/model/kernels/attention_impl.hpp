@@ -9,15 +9,15 @@
 #include <initializer_list>
 #include <memory>
 
-#include "model/kernels/simd.hpp"
+#include "simd.hpp"
 
 namespace hnas::model::attention_impl {
 
-using detail::IVec;
-using detail::kLanes;
-using detail::round_up;
-using detail::Vec;
-using detail::Vec8;
+using simd::IVec;
+using simd::kLanes;
+using simd::round_up;
+using simd::Vec;
+using simd::Vec8;
 
 // Work is split per (batch, kv head) item; each item handles its G = H / KV query heads, so
 // the item alone owns its slices of the output and of d_qkv (no atomics, no reductions).
@@ -59,7 +59,7 @@ class Arena {
   }
 
  private:
-  detail::Scratch scratch_;
+  simd::Scratch scratch_;
   int64_t used_ = 0;
 };
 
@@ -85,7 +85,7 @@ inline void rope_backward(const float* dy, const float* cos, const float* sin, i
 inline Vec mask_keys_after_rows(const Vec& v, int64_t j_minus_i0, float fill) {
   if (j_minus_i0 <= 0) return v;
   const IVec limit = IVec{} + static_cast<int32_t>(j_minus_i0);
-  return detail::lane_index() >= limit ? v : detail::splat(fill);
+  return simd::lane_index() >= limit ? v : simd::splat(fill);
 }
 
 /// Output [B, T, H, D] and per-row logsumexp [B, H, T] of causal attention over the packed

@@ -10,21 +10,21 @@
 
 #include "hnas/core/check.hpp"
 #include "hnas/model/ops.hpp"
-#include "model/kernels/simd.hpp"
+#include "simd.hpp"
 
 namespace hnas::model {
 namespace {
 
-using detail::kLanes;
-using detail::Vec;
+using simd::kLanes;
+using simd::Vec;
 
 /// Sum of a[c] * b[c] over c < n with kLanes partial sums.
 float dot(const float* a, const float* b, int64_t n) {
   Vec acc = {};
   int64_t c = 0;
-  for (; c + kLanes <= n; c += kLanes) acc += detail::load(a + c) * detail::load(b + c);
-  if (c < n) acc += detail::load_partial(a + c, n - c) * detail::load_partial(b + c, n - c);
-  return detail::hsum(acc);
+  for (; c + kLanes <= n; c += kLanes) acc += simd::load(a + c) * simd::load(b + c);
+  if (c < n) acc += simd::load_partial(a + c, n - c) * simd::load_partial(b + c, n - c);
+  return simd::hsum(acc);
 }
 
 void rms_norm_forward(const float* x, const float* weight, float eps, int64_t rows, int64_t width, float* y,
@@ -38,7 +38,7 @@ void rms_norm_forward(const float* x, const float* weight, float eps, int64_t ro
       inv_rms[row] = inv;
       int64_t c = 0;
       for (; c + kLanes <= width; c += kLanes)
-        detail::store(yr + c, detail::load(xr + c) * inv * detail::load(weight + c));
+        simd::store(yr + c, simd::load(xr + c) * inv * simd::load(weight + c));
       for (; c < width; ++c) yr[c] = xr[c] * inv * weight[c];
     }
   });
@@ -52,7 +52,7 @@ void rms_norm_backward(const float* x, const float* weight, const float* inv_rms
   // At most 256 blocks bounds the partials at 256 rows' worth.
   const int64_t rows_per_block = std::max({int64_t{1}, 8192 / width, (rows + 255) / 256});
   const int64_t num_blocks = (rows + rows_per_block - 1) / rows_per_block;
-  detail::Scratch partials(dweight != nullptr ? num_blocks * width : 1);
+  simd::Scratch partials(dweight != nullptr ? num_blocks * width : 1);
   at::parallel_for(0, num_blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t block = begin; block < end; ++block) {
       float* pw = partials.get() + block * width;
@@ -66,20 +66,20 @@ void rms_norm_backward(const float* x, const float* weight, const float* inv_rms
           Vec acc = {};
           int64_t c = 0;
           for (; c + kLanes <= width; c += kLanes)
-            acc += detail::load(dyr + c) * detail::load(weight + c) * detail::load(xr + c);
-          float gx = detail::hsum(acc);
+            acc += simd::load(dyr + c) * simd::load(weight + c) * simd::load(xr + c);
+          float gx = simd::hsum(acc);
           for (; c < width; ++c) gx += dyr[c] * weight[c] * xr[c];
           const float k = inv * inv * inv * gx / static_cast<float>(width);
           float* dxr = dx + row * width;
           c = 0;
           for (; c + kLanes <= width; c += kLanes)
-            detail::store(dxr + c, inv * detail::load(dyr + c) * detail::load(weight + c) - k * detail::load(xr + c));
+            simd::store(dxr + c, inv * simd::load(dyr + c) * simd::load(weight + c) - k * simd::load(xr + c));
           for (; c < width; ++c) dxr[c] = inv * dyr[c] * weight[c] - k * xr[c];
         }
         if (dweight != nullptr) {
           int64_t c = 0;
           for (; c + kLanes <= width; c += kLanes)
-            detail::store(pw + c, detail::load(pw + c) + detail::load(dyr + c) * detail::load(xr + c) * inv);
+            simd::store(pw + c, simd::load(pw + c) + simd::load(dyr + c) * simd::load(xr + c) * inv);
           for (; c < width; ++c) pw[c] += dyr[c] * xr[c] * inv;
         }
       }

@@ -9,15 +9,15 @@
 
 #include "hnas/core/check.hpp"
 #include "hnas/model/ops.hpp"
-#include "model/kernels/simd.hpp"
+#include "simd.hpp"
 
 namespace hnas::model {
 namespace {
 
-using detail::kLanes;
-using detail::Vec;
+using simd::kLanes;
+using simd::Vec;
 
-inline Vec sigmoid(const Vec& g) { return 1.0f / (1.0f + detail::exp(-g)); }
+inline Vec sigmoid(const Vec& g) { return 1.0f / (1.0f + simd::exp(-g)); }
 
 void swiglu_forward(const float* gate_up, int64_t rows, int64_t hidden, float* out) {
   const int64_t grain = std::max<int64_t>(1, 16384 / hidden);
@@ -28,13 +28,13 @@ void swiglu_forward(const float* gate_up, int64_t rows, int64_t hidden, float* o
       float* o = out + row * hidden;
       int64_t c = 0;
       for (; c + kLanes <= hidden; c += kLanes) {
-        const Vec g = detail::load(gate + c);
-        detail::store(o + c, g * sigmoid(g) * detail::load(up + c));
+        const Vec g = simd::load(gate + c);
+        simd::store(o + c, g * sigmoid(g) * simd::load(up + c));
       }
       if (c < hidden) {
         const int64_t n = hidden - c;
-        const Vec g = detail::load_partial(gate + c, n);
-        detail::store_partial(o + c, g * sigmoid(g) * detail::load_partial(up + c, n), n);
+        const Vec g = simd::load_partial(gate + c, n);
+        simd::store_partial(o + c, g * sigmoid(g) * simd::load_partial(up + c, n), n);
       }
     }
   });
@@ -59,16 +59,16 @@ void swiglu_backward(const float* gate_up, const float* dy, int64_t rows, int64_
       int64_t c = 0;
       Vec dg, du;
       for (; c + kLanes <= hidden; c += kLanes) {
-        swiglu_backward_chunk(detail::load(gate + c), detail::load(up + c), detail::load(dyr + c), dg, du);
-        detail::store(dgate + c, dg);
-        detail::store(dup + c, du);
+        swiglu_backward_chunk(simd::load(gate + c), simd::load(up + c), simd::load(dyr + c), dg, du);
+        simd::store(dgate + c, dg);
+        simd::store(dup + c, du);
       }
       if (c < hidden) {
         const int64_t n = hidden - c;
-        swiglu_backward_chunk(detail::load_partial(gate + c, n), detail::load_partial(up + c, n),
-                              detail::load_partial(dyr + c, n), dg, du);
-        detail::store_partial(dgate + c, dg, n);
-        detail::store_partial(dup + c, du, n);
+        swiglu_backward_chunk(simd::load_partial(gate + c, n), simd::load_partial(up + c, n),
+                              simd::load_partial(dyr + c, n), dg, du);
+        simd::store_partial(dgate + c, dg, n);
+        simd::store_partial(dup + c, du, n);
       }
     }
   });

@@ -13,7 +13,7 @@
 // rest of the file that includes this module-private header, whose helpers return vectors.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-namespace hnas::model::detail {
+namespace hnas::simd {
 
 /// Lanes per vector: one AVX-512 register, two AVX2 registers; the attention kernels put
 /// 16 query rows (forward) or 16 keys (backward) side by side in one vector.
@@ -131,4 +131,4 @@ class Scratch {
   float* data_;
 };
 
-}  // namespace hnas::model::detail
+}  // namespace hnas::simd

@@ -9,7 +9,7 @@
 #include "hnas/core/signals.hpp"
 #include "hnas/search/statistics.hpp"
 
-namespace hnas::pipeline {
+namespace hnas::search {
 
 using Clock = std::chrono::steady_clock;
 
@@ -34,7 +34,7 @@ Assignment deserialize_assignment(const std::string& bytes) {
   return a;
 }
 
-Coordinator::Coordinator(const cli::SearchOptions& options, std::unique_ptr<search::Strategy> strategy,
+Coordinator::Coordinator(const SearchOptions& options, std::unique_ptr<search::Strategy> strategy,
                          SearchRecord record, std::string results_path, const dist::Communicator& world, int team_size)
     : options_(options),
       strategy_(std::move(strategy)),
@@ -73,7 +73,7 @@ std::optional<Assignment> Coordinator::next(int team) {
 /// Records a finished evaluation (any team).
 void Coordinator::complete(const CandidateResult& result) {
   running_.erase(result.team);
-  if (result.status == "stopped") {  // not an outcome: it runs again on resume
+  if (result.status == CandidateStatus::Stopped) {  // not an outcome: it runs again on resume
     requeue_.push_front(result.candidate_id);
     begin_stop();
     return;
@@ -123,7 +123,7 @@ void Coordinator::begin_stop() {
 }
 
 void Coordinator::finish() {
-  record_.set_status(stopping_ ? "stopped" : "completed");
+  record_.set_status(stopping_ ? SearchStatus::Stopped : SearchStatus::Completed);
   report_rank_correlations();
   save();
   const double wall = std::chrono::duration<double>(Clock::now() - start_).count();
@@ -186,7 +186,7 @@ void Coordinator::report(const CandidateResult& r) {
   log::info(log::format("search %zu done | #%ld %s rung %d | objective %.4f | %s | %.1fs team %d | best %.4f %s | "
                         "ETA %s",
                         record_.results().size(), static_cast<long>(r.candidate_id), r.arch.c_str(), r.rung,
-                        r.objective, r.status.c_str(), r.seconds, r.team, best ? best->objective : NAN,
+                        r.objective, candidate_status_name(r.status), r.seconds, r.team, best ? best->objective : NAN,
                         best ? best->arch.c_str() : "-",
                         log::format_duration(per_evaluation * static_cast<double>(remaining) / teams).c_str()) +
             (r.error.empty() ? "" : " | " + r.error));
@@ -226,4 +226,4 @@ void Coordinator::report_rank_correlations() {
   }
 }
 
-}  // namespace hnas::pipeline
+}  // namespace hnas::search

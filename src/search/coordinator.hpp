@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Rank 0's side of `hnas search` and the work-queue protocol between rank 0 and the team
-// leaders (internal to pipeline/).
+// leaders (internal to search/).
 #pragma once
 
 #include <chrono>
@@ -12,12 +12,12 @@
 #include <string>
 #include <vector>
 
-#include "hnas/cli/options.hpp"
+#include "hnas/search/search_job.hpp"
 #include "hnas/dist/communicator.hpp"
-#include "hnas/pipeline/candidate_evaluation.hpp"
-#include "hnas/pipeline/search_record.hpp"
+#include "hnas/search/candidate_evaluation.hpp"
+#include "hnas/search/search_record.hpp"
 
-namespace hnas::pipeline {
+namespace hnas::search {
 
 // Message tags of the work queue between rank 0 and the team leaders.
 enum Tag : int { kTagRequest = 101, kTagAssignment = 102, kTagStopNotice = 103 };
@@ -39,7 +39,7 @@ Assignment deserialize_assignment(const std::string& bytes);
 class Coordinator {
  public:
   /// Replays `record`'s event log on `strategy` and writes results.h5 once.
-  Coordinator(const cli::SearchOptions& options, std::unique_ptr<search::Strategy> strategy, SearchRecord record,
+  Coordinator(const SearchOptions& options, std::unique_ptr<search::Strategy> strategy, SearchRecord record,
               std::string results_path, const dist::Communicator& world, int team_size);
 
   bool stopping() const { return stopping_; }
@@ -86,7 +86,7 @@ class Coordinator {
   // Spearman's rho between consecutive rungs over the architectures evaluated at both.
   void report_rank_correlations();
 
-  const cli::SearchOptions& options_;
+  const SearchOptions& options_;
   std::unique_ptr<search::Strategy> strategy_;
   SearchRecord record_;
   std::string results_path_;
@@ -108,4 +108,4 @@ class Coordinator {
   int64_t saves_ = 0;
 };
 
-}  // namespace hnas::pipeline
+}  // namespace hnas::search

@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "hnas/pipeline/search_command.hpp"
+#include "hnas/search/search_job.hpp"
 
 #include <torch/torch.h>
-#include <torch/version.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -15,45 +13,34 @@
 #include "hnas/core/error.hpp"
 #include "hnas/core/log.hpp"
 #include "hnas/core/signals.hpp"
+#include "hnas/data/shard_inputs.hpp"
 #include "hnas/data/token_dataset.hpp"
 #include "hnas/dist/communicator.hpp"
 #include "hnas/dist/gradient_reducer.hpp"
 #include "hnas/io/h5.hpp"
-#include "hnas/pipeline/candidate_evaluation.hpp"
-#include "hnas/pipeline/evaluate_command.hpp"
+#include "hnas/search/candidate_evaluation.hpp"
 #include "hnas/train/throughput.hpp"
-#include "hnas/version.hpp"
 
-namespace hnas::pipeline {
+namespace hnas::search {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string utc_now() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
-
 // The configuration a resumed search must share with the one that started it, one
-// "[section] key = value" per line: every key except those a later job may change (the
-// [run] section, the team size, the results-file write budget).
-std::string search_defining_config(const std::string& ini) {
+// "[section] key = value" per line: every key except those a later job may change.
+std::string resume_defining_config(const std::string& ini, const std::vector<std::string>& free_keys) {
   std::istringstream in(ini);
   std::string out, section;
   for (std::string line; std::getline(in, line);) {
     if (line.empty()) continue;
     if (line.front() == '[') {
-      section = line;
+      section = line.substr(1, line.find(']') - 1);
       continue;
     }
-    const bool free_to_change =
-        section == "[run]" || (section == "[search]" &&
-                               (line.rfind("ranks_per_candidate", 0) == 0 || line.rfind("results_overhead", 0) == 0));
-    if (!free_to_change) out += (section.empty() ? "" : section + " ") + line + "\n";
+    const std::string name = line.substr(0, line.find(' '));
+    const std::string key = section.empty() ? name : section + "." + name;
+    if (std::find(free_keys.begin(), free_keys.end(), key) == free_keys.end())
+      out += (section.empty() ? "" : "[" + section + "] ") + line + "\n";
   }
   return out;
 }
@@ -75,16 +62,17 @@ struct Team {
   dist::Communicator comm;
   int index = 0;
   std::unique_ptr<dist::GradientReducer> reducer;  // null for one-rank CPU teams
+  torch::Device device = torch::kCPU;
 };
 
-CandidateResult run_assignment(const cli::SearchOptions& options, const Assignment& a, Team& team,
+CandidateResult run_assignment(const SearchOptions& options, const Assignment& a, Team& team,
                                const std::function<bool()>& should_stop) {
-  const FaultInjection faults{options.diverge_arch, options.fail_arch};
-  return evaluate_candidate(options.evaluation, a.request, team.reducer.get(), should_stop, faults);
+  const train::TrainingContext context{team.reducer.get(), should_stop, team.device};
+  return evaluate_candidate(options.evaluation, a.request, context, options.faults);
 }
 
 // Leader of team 0 and coordinator: serves the other leaders between its own steps.
-AssignmentKind coordinate(const cli::SearchOptions& options, Coordinator& coordinator, Team& team) {
+AssignmentKind coordinate(const SearchOptions& options, Coordinator& coordinator, Team& team) {
   // A coordinator failure inside the hook (say, results.h5 cannot be written) must not pass
   // for a failure of the candidate being trained: the hook stops the training (its team
   // agrees on the step), and the error is raised again once the team is out of it.
@@ -119,7 +107,7 @@ AssignmentKind coordinate(const cli::SearchOptions& options, Coordinator& coordi
 }
 
 // Leader of another team: asks rank 0 for work, passing on its last result.
-AssignmentKind lead(const cli::SearchOptions& options, const dist::Communicator& world, Team& team) {
+AssignmentKind lead(const SearchOptions& options, const dist::Communicator& world, Team& team) {
   // A stop relayed by rank 0 counts as this rank's own: the rest of the candidate's
   // training runs end at once too.
   const auto should_stop = [&] {
@@ -145,7 +133,7 @@ AssignmentKind lead(const cli::SearchOptions& options, const dist::Communicator&
 }
 
 // Other team members: follow the leader.
-AssignmentKind follow(const cli::SearchOptions& options, Team& team) {
+AssignmentKind follow(const SearchOptions& options, Team& team) {
   const auto should_stop = [] { return stop_requested(); };
   while (true) {
     std::string bytes;
@@ -156,25 +144,13 @@ AssignmentKind follow(const cli::SearchOptions& options, Team& team) {
   }
 }
 
-Provenance make_provenance(const cli::SearchOptions& o, const dist::Communicator& world) {
-  Provenance p;
-  p.config = o.effective_ini;
-  p.hnas_version = kVersion;
-  p.git_revision = kGitRevision;
-  p.torch_version = TORCH_VERSION;
-  p.mpi_version = dist::mpi_library_version();
-  unsigned major = 0, minor = 0, release = 0;
-  H5get_libversion(&major, &minor, &release);
-  p.hdf5_version = log::format("%u.%u.%u", major, minor, release);
-  char host[256] = {};
-  gethostname(host, sizeof host - 1);
-  p.hostname = host;
-  p.started_utc = utc_now();
-  p.world_size = world.size();
+// The job's provenance with the search's own figures.
+io::Provenance search_provenance(const SearchOptions& o, const SearchJob& job) {
+  auto p = job.provenance;
   p.ranks_per_candidate = o.ranks_per_candidate;
-  p.teams = world.size() / o.ranks_per_candidate;
+  p.teams = job.world->size() / o.ranks_per_candidate;
   p.seed = static_cast<int64_t>(o.strategy.seed);
-  p.strategy = search::strategy_name(o.strategy.kind);
+  p.strategy = strategy_name(o.strategy.kind);
   return p;
 }
 
@@ -186,49 +162,66 @@ struct Startup {
   bool already_complete = false;
 };
 
-Startup start_up(const cli::SearchOptions& o, const dist::Communicator& world) {
+// Throws ConfigError unless `record` was started with this configuration (the keys a
+// resumed job may change aside) on the same input data.
+void verify_same_search(const SearchRecord& record, const io::Provenance& current, const SearchJob& job) {
+  const auto& recorded = record.provenance();
+  const auto difference = first_difference(resume_defining_config(recorded.config, job.keys_free_on_resume),
+                                           resume_defining_config(current.config, job.keys_free_on_resume));
+  HNAS_CHECK(difference.empty(), ConfigError,
+             job.run_dir << " holds a search with another configuration (" << difference
+                         << "); rerun with the same configuration to resume, or use a new --run-dir");
+  HNAS_CHECK(recorded.data_fingerprint == current.data_fingerprint, ConfigError,
+             job.run_dir << " holds a search on other input data ("
+                         << data::describe_fingerprint_change(recorded.data_fingerprint, current.data_fingerprint)
+                         << "); resume on the same data, or use a new --run-dir");
+}
+
+io::Provenance current_provenance(const SearchOptions& o, const SearchJob& job) {
+  auto provenance = search_provenance(o, job);
+  const auto& tokens = o.evaluation.tokens;
+  if (o.evaluation.objective == train::Objective::Tokens)
+    provenance.data_fingerprint = data::fingerprint_shards(data::all_shard_specs(tokens.train_paths, tokens.valid_paths));
+  return provenance;
+}
+
+Startup start_up(const SearchOptions& o, const SearchJob& job) {
+  const auto& world = *job.world;
+  const auto& evaluation = o.evaluation;
+  const bool on_tokens = evaluation.objective == train::Objective::Tokens;
   Startup s;
   dist::agree_on_errors(world, [&] {
     HNAS_CHECK(world.size() % o.ranks_per_candidate == 0, ConfigError,
                "search.ranks_per_candidate = " << o.ranks_per_candidate << " does not divide the " << world.size()
                                                << " ranks of this job; use a multiple of it");
-    HNAS_CHECK(o.evaluation.on_tokens || o.evaluation.mad.batch_size >= o.ranks_per_candidate, ConfigError,
-               "mad.batch_size = " << o.evaluation.mad.batch_size << " is smaller than search.ranks_per_candidate");
-    HNAS_CHECK(
-        !o.evaluation.on_tokens || o.evaluation.tokens.batch_size >= o.ranks_per_candidate, ConfigError,
-        "tokens.batch_size = " << o.evaluation.tokens.batch_size << " is smaller than search.ranks_per_candidate");
+    HNAS_CHECK(on_tokens || evaluation.mad.batch_size >= o.ranks_per_candidate, ConfigError,
+               "mad.batch_size = " << evaluation.mad.batch_size << " is smaller than search.ranks_per_candidate");
+    HNAS_CHECK(!on_tokens || evaluation.tokens.batch_size >= o.ranks_per_candidate, ConfigError,
+               "tokens.batch_size = " << evaluation.tokens.batch_size << " is smaller than search.ranks_per_candidate");
     auto strategy_options = o.strategy;
     strategy_options.seconds_per_evaluation =
-        estimate_evaluation_seconds(o.evaluation, o.strategy.space.num_layers,
-                                    o.evaluation.on_gpu ? 0 : 0.5 * train::measure_cpu_sgemm_flops(512, 3));
-    auto strategy = search::make_strategy(strategy_options);
-    if (o.evaluation.on_tokens) {  // every rank reads the shards: check them on every rank
-      std::vector<std::string> specs = o.evaluation.tokens.train_paths;
-      specs.insert(specs.end(), o.evaluation.tokens.valid_paths.begin(), o.evaluation.tokens.valid_paths.end());
-      data::TokenDataset(specs, o.evaluation.tokens.vocab_size);
-    }
+        estimate_evaluation_seconds(evaluation, o.strategy.space.num_layers,
+                                    job.gpu >= 0 ? 0 : 0.5 * train::measure_cpu_sgemm_flops(512, 3));
+    auto strategy = make_strategy(strategy_options);
+    if (on_tokens)  // every rank reads the shards: check them on every rank
+      data::TokenDataset(data::all_shard_specs(evaluation.tokens.train_paths, evaluation.tokens.valid_paths),
+                         evaluation.tokens.vocab_size);
+    auto provenance = current_provenance(o, job);
     if (world.rank() != 0) return;
-    if (o.dry_run && !std::filesystem::exists(o.run_dir)) return;  // a dry run leaves no trace
-    std::error_code error;
-    std::filesystem::create_directories(o.run_dir, error);
-    HNAS_CHECK(!error, InputError, "cannot create run directory " << o.run_dir << ": " << error.message());
-    const std::string path = o.run_dir + "/results.h5";
+    if (job.dry_run && !std::filesystem::exists(job.run_dir)) return;  // a dry run leaves no trace
+    const std::string path = job.run_dir + "/results.h5";
     std::optional<SearchRecord> record;
-    if (std::filesystem::exists(path)) {
+    if (std::filesystem::exists(path) || std::filesystem::is_symlink(path)) {
       record = SearchRecord::load(path);
-      const auto difference = first_difference(search_defining_config(record->provenance().config),
-                                               search_defining_config(o.effective_ini));
-      HNAS_CHECK(difference.empty(), ConfigError,
-                 o.run_dir << " holds a search with another configuration (" << difference
-                           << "); rerun with the same configuration to resume, or use a new --run-dir");
-      s.already_complete = record->status() == "completed";
-      auto provenance = make_provenance(o, world);
-      provenance.started_utc = record->provenance().started_utc;
+      verify_same_search(*record, provenance, job);
+      const auto& recorded = record->provenance();
+      s.already_complete = record->status() == SearchStatus::Completed;
+      provenance.started_utc = recorded.started_utc;
       record->provenance() = provenance;
     } else {
-      record.emplace(objective_task_names(o.evaluation), make_provenance(o, world));
+      record.emplace(objective_task_names(evaluation), provenance);
     }
-    if (s.already_complete || o.dry_run) return;
+    if (s.already_complete || job.dry_run) return;
     // Replays the record and writes results.h5 (which proves the directory writable).
     s.coordinator = std::make_unique<Coordinator>(o, std::move(strategy), std::move(*record), path, world,
                                                   static_cast<int>(o.ranks_per_candidate));
@@ -239,69 +232,42 @@ Startup start_up(const cli::SearchOptions& o, const dist::Communicator& world) {
   return s;
 }
 
-void print_plan(const cli::SearchOptions& o, const dist::Communicator& world) {
+void print_plan(const SearchOptions& o, const SearchJob& job) {
   const auto& st = o.strategy;
-  const search::SearchSpace space(st.space);
+  const SearchSpace space(st.space);
   const auto feasible = space.feasible_count();
   log::info(log::format(
       "hnas search: strategy %s, %ld layers of %zu primitives (%s candidates), budget %ld, seed %lu",
-      search::strategy_name(st.kind), static_cast<long>(st.space.num_layers), st.space.primitives.size(),
+      strategy_name(st.kind), static_cast<long>(st.space.num_layers), st.space.primitives.size(),
       feasible ? std::to_string(*feasible).c_str() : log::format("%.3g", space.unconstrained_size()).c_str(),
       static_cast<long>(st.max_evaluations), static_cast<unsigned long>(st.seed)));
+  const int world_size = job.world->size();
   log::info(log::format("%d ranks in %d teams of %ld; %d threads per rank; objective %s; run directory %s",
-                        world.size(), static_cast<int>(world.size() / o.ranks_per_candidate),
+                        world_size, static_cast<int>(world_size / o.ranks_per_candidate),
                         static_cast<long>(o.ranks_per_candidate), at::get_num_threads(),
-                        o.evaluation.on_tokens ? "token validation loss" : "MAD mean accuracy", o.run_dir.c_str()));
-  std::istringstream config(o.effective_ini);
-  log::info("effective configuration:");
-  for (std::string line; std::getline(config, line);)
-    if (!line.empty()) log::info("  " + line);
-}
-
-// run.device = cuda: this rank's GPU (node-local rank modulo the visible GPUs), else -1.
-// The models of this rank's evaluations go there. Collective (agrees on errors).
-int choose_gpu(cli::SearchOptions& o, const dist::Communicator& world) {
-  int gpu = -1;
-  const auto node = world.split_node_local();
-  dist::agree_on_errors(world, [&] {
-    if (!o.evaluation.on_gpu) return;
-    HNAS_CHECK(torch::cuda::is_available(), ConfigError,
-               "run.device = cuda, but LibTorch sees no CUDA device (a CPU build of LibTorch, or no GPU here)");
-    HNAS_CHECK(dist::nccl_built(), ConfigError, "run.device = cuda needs NCCL: rebuild with -DHNAS_WITH_NCCL=ON");
-    gpu = node.rank() % static_cast<int>(torch::cuda::device_count());
-    o.evaluation.mad.trainer.device = o.evaluation.tokens.trainer.device = torch::Device(torch::kCUDA, gpu);
-  });
-  return gpu;
-}
-
-int threads_per_rank(int requested, const dist::Communicator& world) {
-  if (requested > 0 || std::getenv("SLURM_CPUS_PER_TASK")) return resolve_threads(requested);
-  const auto node = world.split_node_local();
-  return std::max(1, resolve_threads(0) / node.size());
+                        train::objective_name(o.evaluation.objective), job.run_dir.c_str()));
 }
 
 }  // namespace
 
-int run_search(const cli::SearchOptions& search_options) {
-  const auto world = dist::Communicator::world();
-  log::set_rank(world.rank(), world.rank() == 0);
-  train::set_compute_threads(threads_per_rank(search_options.evaluation.threads, world));
-  auto options = search_options;
-  const int gpu = choose_gpu(options, world);
-  auto startup = start_up(options, world);
-  print_plan(options, world);
+int run_search(const SearchOptions& options, const SearchJob& job) {
+  const auto& world = *job.world;
+  auto startup = start_up(options, job);
+  print_plan(options, job);
   if (startup.already_complete) {
-    log::info("search: " + options.run_dir + "/results.h5 is complete; nothing to do");
+    log::info("search: " + job.run_dir + "/results.h5 is complete; nothing to do");
     return kExitOk;
   }
-  if (options.dry_run) return kExitOk;
+  if (job.dry_run) return kExitOk;
 
   const int team_size = static_cast<int>(options.ranks_per_candidate);
   Team team;
   team.index = world.rank() / team_size;
   team.comm = world.split(team.index, world.rank());
-  if (gpu >= 0)  // every CUDA team reduces over NCCL, a one-rank team too (cheap, and it tests the path)
-    team.reducer = dist::make_nccl_reducer(team.comm, gpu, options.nccl_timeout);
+  if (job.gpu >= 0) {  // every CUDA team reduces over NCCL, a one-rank team too (cheap, and it tests the path)
+    team.reducer = dist::make_nccl_reducer(team.comm, job.gpu, job.nccl_timeout);
+    team.device = torch::Device(torch::kCUDA, job.gpu);
+  }
   else if (team_size > 1)
     team.reducer = dist::make_mpi_reducer(team.comm);
 
@@ -322,4 +288,21 @@ int run_search(const cli::SearchOptions& search_options) {
   return kExitOk;
 }
 
-}  // namespace hnas::pipeline
+bool search_complete(const SearchOptions& options, const SearchJob& job) {
+  int64_t complete = 0;
+  dist::agree_on_errors(*job.world, [&] {
+    const std::string path = job.run_dir + "/results.h5";
+    if (job.world->rank() != 0 || !std::filesystem::exists(path)) return;
+    const auto record = SearchRecord::load(path);
+    if (record.status() != SearchStatus::Completed) return;
+    try {
+      verify_same_search(record, current_provenance(options, job), job);
+      complete = 1;
+    } catch (const ConfigError&) {  // another search: run() refuses it with the reason
+    }
+  });
+  job.world->broadcast(&complete, sizeof complete, 0);
+  return complete != 0;
+}
+
+}  // namespace hnas::search

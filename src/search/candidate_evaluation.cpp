@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "hnas/pipeline/candidate_evaluation.hpp"
+#include "hnas/search/candidate_evaluation.hpp"
 
 #include <torch/torch.h>
 
@@ -10,7 +10,7 @@
 #include "hnas/core/log.hpp"
 #include "hnas/dist/gradient_reducer.hpp"
 
-namespace hnas::pipeline {
+namespace hnas::search {
 namespace {
 
 double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
@@ -24,20 +24,19 @@ void add_curve(CandidateResult& result, const std::vector<train::CurvePoint>& cu
   for (const auto& p : curve) result.curve.push_back({run, p.step, p.loss});
 }
 
-void evaluate_on_mad(const cli::EvaluateOptions& base, const arch::Genome& genome, double fidelity,
-                     train::TrainerOptions trainer, bool diverge, CandidateResult& result) {
+void evaluate_on_mad(const train::EvaluationOptions& base, const arch::Genome& genome, double fidelity,
+                     const train::TrainingContext& context, bool diverge, CandidateResult& result) {
   auto options = base.mad;
   options.epochs = scaled(options.epochs, fidelity);
-  options.trainer = trainer;
   if (diverge) options.learning_rates.assign(options.learning_rates.size(), 1e30);
-  const auto evaluation = train::evaluate_mad(genome, base.shape, options);
+  const auto evaluation = train::evaluate_mad(genome, base.shape, options, base.recipe, context);
 
   bool stopped = false, all_diverged = true;
   int diverged = 0, total = 0;
   for (const auto& setting : evaluation.settings) {
     for (const auto& run : setting.runs) {
       result.runs.push_back({setting.setting.label() + log::format(" lr=%g wd=%g", run.lr, run.weight_decay), run.lr,
-                             run.weight_decay, train::run_status_name(run.status), run.steps, run.best.accuracy,
+                             run.weight_decay, run.status, run.steps, run.best.accuracy,
                              run.best.loss, run.seconds});
       add_curve(result, run.curve);
       result.steps += run.steps;
@@ -50,7 +49,9 @@ void evaluate_on_mad(const cli::EvaluateOptions& base, const arch::Genome& genom
   }
   for (const auto& task : evaluation.tasks) result.task_scores.push_back(task.score);
   result.objective = evaluation.objective;
-  result.status = stopped ? "stopped" : all_diverged ? "diverged" : "completed";
+  result.status = stopped        ? CandidateStatus::Stopped
+                  : all_diverged ? CandidateStatus::Diverged
+                                 : CandidateStatus::Completed;
   result.valid = !stopped && !all_diverged && std::isfinite(result.objective);
   if (diverged > 0 && !all_diverged) result.error = log::format("%d of %d training runs diverged", diverged, total);
 
@@ -63,23 +64,22 @@ void evaluate_on_mad(const cli::EvaluateOptions& base, const arch::Genome& genom
   result.flops_per_token = arch::forward_flops_per_token(genome, shape, settings.front().input_length());
 }
 
-void evaluate_on_tokens(const cli::EvaluateOptions& base, const arch::Genome& genome, double fidelity,
-                        train::TrainerOptions trainer, bool diverge, CandidateResult& result) {
+void evaluate_on_tokens(const train::EvaluationOptions& base, const arch::Genome& genome, double fidelity,
+                        const train::TrainingContext& context, bool diverge, CandidateResult& result) {
   auto options = base.tokens;
   options.steps = scaled(options.steps, fidelity);
   if (options.eval_every > options.steps) options.eval_every = 0;
-  options.trainer = trainer;
   if (diverge) options.lr = 1e30;
-  const auto evaluation = train::evaluate_tokens(genome, base.shape, options);
+  const auto evaluation = train::evaluate_tokens(genome, base.shape, options, base.recipe, context);
   const auto& run = evaluation.result;
-  result.runs.push_back({"tokens", options.lr, options.weight_decay, train::run_status_name(run.status), run.steps, 0,
+  result.runs.push_back({"tokens", options.lr, options.weight_decay, run.status, run.steps, 0,
                          evaluation.validation_loss, run.seconds});
   add_curve(result, run.curve);
   result.steps = run.steps;
   result.tokens = run.tokens;
   result.validation_loss = evaluation.validation_loss;
   result.objective = evaluation.objective;
-  result.status = train::run_status_name(run.status);
+  result.status = candidate_status_of(run.status);
   result.valid = run.status != train::RunStatus::Stopped && run.status != train::RunStatus::Diverged &&
                  run.status != train::RunStatus::OutOfMemory && std::isfinite(result.objective);
 
@@ -93,21 +93,21 @@ void evaluate_on_tokens(const cli::EvaluateOptions& base, const arch::Genome& ge
 
 }  // namespace
 
-std::vector<std::string> objective_task_names(const cli::EvaluateOptions& base) {
+std::vector<std::string> objective_task_names(const train::EvaluationOptions& base) {
   std::vector<std::string> names;
-  if (!base.on_tokens)
+  if (base.objective == train::Objective::Mad)
     for (const auto task : base.mad.tasks) names.push_back(data::task_name(task));
   return names;
 }
 
-double estimate_evaluation_seconds(const cli::EvaluateOptions& base, int64_t num_layers, double flops_per_second) {
+double estimate_evaluation_seconds(const train::EvaluationOptions& base, int64_t num_layers, double flops_per_second) {
   if (flops_per_second <= 0) return 0;
   std::vector<arch::Primitive> layers(static_cast<size_t>(num_layers), arch::Primitive::Mlp);
   for (size_t i = 0; i < layers.size(); i += 2) layers[i] = arch::Primitive::Attention;
   const arch::Genome genome(layers);
   auto shape = base.shape;
   double flops = 0;
-  if (base.on_tokens) {
+  if (base.objective == train::Objective::Tokens) {
     shape.vocab_size = base.tokens.vocab_size;
     flops = 3 * arch::forward_flops_per_token(genome, shape, base.tokens.seq_len) *
             static_cast<double>(base.tokens.steps * base.tokens.batch_size * base.tokens.seq_len);
@@ -122,9 +122,8 @@ double estimate_evaluation_seconds(const cli::EvaluateOptions& base, int64_t num
   return flops / flops_per_second;
 }
 
-CandidateResult evaluate_candidate(const cli::EvaluateOptions& base, const EvaluationRequest& request,
-                                   dist::GradientReducer* team, const std::function<bool()>& should_stop,
-                                   const FaultInjection& faults) {
+CandidateResult evaluate_candidate(const train::EvaluationOptions& base, const EvaluationRequest& request,
+                                   const train::TrainingContext& context, const FaultInjection& faults) {
   CandidateResult result;
   result.candidate_id = request.candidate_id;
   result.arch = request.proposal.genome.to_string();
@@ -135,26 +134,24 @@ CandidateResult evaluate_candidate(const cli::EvaluateOptions& base, const Evalu
   result.started_unix = unix_now();
   const auto start = std::chrono::steady_clock::now();
 
-  train::TrainerOptions trainer = base.on_tokens ? base.tokens.trainer : base.mad.trainer;
-  trainer.should_stop = should_stop;
-  trainer.reducer = team;
   const bool diverge = !faults.diverge_arch.empty() && faults.diverge_arch == result.arch;
   try {
     if (!faults.fail_arch.empty() && faults.fail_arch == result.arch)
       throw InternalError("fault injected by debug.fail_arch");
-    if (base.on_tokens)
-      evaluate_on_tokens(base, request.proposal.genome, request.fidelity, trainer, diverge, result);
+    if (base.objective == train::Objective::Tokens)
+      evaluate_on_tokens(base, request.proposal.genome, request.fidelity, context, diverge, result);
     else
-      evaluate_on_mad(base, request.proposal.genome, request.fidelity, trainer, diverge, result);
+      evaluate_on_mad(base, request.proposal.genome, request.fidelity, context, diverge, result);
   } catch (const std::exception& e) {
     // A candidate that throws is recorded and the search goes on. In a team of several
     // ranks only hnas's own checks are recorded: they fail alike on every rank. Anything
     // else (a LibTorch error, out of memory) may have hit this rank alone while its peers
     // wait in a collective, so it ends the job (main aborts) rather than hang it, and so
     // does a FatalError anywhere.
+    const auto* team = context.reducer;
     if (team != nullptr && team->size() > 1 && dynamic_cast<const Error*>(&e) == nullptr) throw;
     if (dynamic_cast<const FatalError*>(&e) != nullptr) throw;  // e.g. a broken NCCL communicator
-    result.status = "failed";
+    result.status = CandidateStatus::Failed;
     result.valid = false;
     result.objective = NAN;
     result.error = e.what();
@@ -164,4 +161,4 @@ CandidateResult evaluate_candidate(const cli::EvaluateOptions& base, const Evalu
   return result;
 }
 
-}  // namespace hnas::pipeline
+}  // namespace hnas::search

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "hnas/pipeline/search_record.hpp"
+#include "hnas/search/search_record.hpp"
 
 #include <algorithm>
 #include <map>
@@ -10,8 +10,9 @@
 #include "hnas/dist/communicator.hpp"
 #include "hnas/io/h5.hpp"
 #include "hnas/io/results_table.hpp"
+#include "hnas/io/run_directory.hpp"
 
-namespace hnas::pipeline {
+namespace hnas::search {
 namespace {
 
 using io::Cell;
@@ -69,17 +70,83 @@ std::string clip_text(const std::string& text) {
 
 const char* kCandidatesDoc = "one row per evaluation (a candidate at one fidelity), in the order results arrived";
 
+constexpr CandidateStatus kCandidateStatuses[] = {
+    CandidateStatus::Completed,   CandidateStatus::ReachedTarget, CandidateStatus::Diverged, CandidateStatus::TimedOut,
+    CandidateStatus::OutOfMemory, CandidateStatus::Failed,        CandidateStatus::Stopped};
+
+SearchStatus parse_search_status(const std::string& name) {
+  for (auto status : {SearchStatus::Running, SearchStatus::Stopped, SearchStatus::Completed})
+    if (name == search_status_name(status)) return status;
+  throw InputError("unknown search status \"" + name + "\" in /search");
+}
+
 }  // namespace
+
+const char* candidate_status_name(CandidateStatus status) {
+  switch (status) {
+    case CandidateStatus::Completed:
+      return "completed";
+    case CandidateStatus::ReachedTarget:
+      return "reached_target";
+    case CandidateStatus::Diverged:
+      return "diverged";
+    case CandidateStatus::TimedOut:
+      return "timed_out";
+    case CandidateStatus::OutOfMemory:
+      return "out_of_memory";
+    case CandidateStatus::Failed:
+      return "failed";
+    case CandidateStatus::Stopped:
+      return "stopped";
+  }
+  return "?";
+}
+
+CandidateStatus parse_candidate_status(const std::string& name) {
+  for (auto status : kCandidateStatuses)
+    if (name == candidate_status_name(status)) return status;
+  throw InputError("unknown candidate status \"" + name + "\"");
+}
+
+CandidateStatus candidate_status_of(train::RunStatus status) {
+  switch (status) {
+    case train::RunStatus::Completed:
+      return CandidateStatus::Completed;
+    case train::RunStatus::ReachedTarget:
+      return CandidateStatus::ReachedTarget;
+    case train::RunStatus::Diverged:
+      return CandidateStatus::Diverged;
+    case train::RunStatus::TimedOut:
+      return CandidateStatus::TimedOut;
+    case train::RunStatus::Stopped:
+      return CandidateStatus::Stopped;
+    case train::RunStatus::OutOfMemory:
+      return CandidateStatus::OutOfMemory;
+  }
+  return CandidateStatus::Failed;
+}
+
+const char* search_status_name(SearchStatus status) {
+  switch (status) {
+    case SearchStatus::Running:
+      return "running";
+    case SearchStatus::Stopped:
+      return "stopped";
+    case SearchStatus::Completed:
+      return "completed";
+  }
+  return "?";
+}
 
 std::string serialize(const CandidateResult& r) {
   dist::MessageWriter w;
-  w.put(r.candidate_id).put_string(r.arch).put(r.rung).put(r.stage).put(r.fidelity).put_string(r.status);
+  w.put(r.candidate_id).put_string(r.arch).put(r.rung).put(r.stage).put(r.fidelity).put(r.status);
   w.put<int32_t>(r.valid).put(r.objective).put_vector(r.task_scores).put(r.validation_loss);
   w.put(r.parameters).put(r.non_embedding_parameters).put(r.flops_per_token).put(r.steps).put(r.tokens);
   w.put(r.seconds).put(r.started_unix).put(r.finished_unix).put(r.team).put_string(r.error);
   w.put<uint64_t>(r.runs.size());
   for (const auto& run : r.runs) {
-    w.put_string(run.label).put(run.lr).put(run.weight_decay).put_string(run.status).put(run.steps);
+    w.put_string(run.label).put(run.lr).put(run.weight_decay).put(run.status).put(run.steps);
     w.put(run.accuracy).put(run.loss).put(run.seconds);
   }
   w.put_vector(r.curve);
@@ -94,7 +161,7 @@ CandidateResult deserialize_result(const std::string& bytes) {
   r.rung = m.get<int32_t>();
   r.stage = m.get<int32_t>();
   r.fidelity = m.get<double>();
-  r.status = m.get_string();
+  r.status = m.get<CandidateStatus>();
   r.valid = m.get<int32_t>() != 0;
   r.objective = m.get<double>();
   r.task_scores = m.get_vector<double>();
@@ -114,7 +181,7 @@ CandidateResult deserialize_result(const std::string& bytes) {
     run.label = m.get_string();
     run.lr = m.get<double>();
     run.weight_decay = m.get<double>();
-    run.status = m.get_string();
+    run.status = m.get<train::RunStatus>();
     run.steps = m.get<int64_t>();
     run.accuracy = m.get<double>();
     run.loss = m.get<double>();
@@ -124,7 +191,7 @@ CandidateResult deserialize_result(const std::string& bytes) {
   return r;
 }
 
-SearchRecord::SearchRecord(std::vector<std::string> task_names, Provenance provenance)
+SearchRecord::SearchRecord(std::vector<std::string> task_names, io::Provenance provenance)
     : task_names_(std::move(task_names)), provenance_(std::move(provenance)) {}
 
 void SearchRecord::set_summary(const std::string& name, double value) {
@@ -199,7 +266,8 @@ void SearchRecord::save(const std::string& path) const {
     for (Cell cell :
          {Cell{r.candidate_id}, Cell{r.arch}, Cell{static_cast<int64_t>(genome.size())},
           Cell{static_cast<int64_t>(genome.count(arch::Primitive::Attention))}, Cell{int64_t{r.rung}},
-          Cell{int64_t{r.stage}}, Cell{r.fidelity}, Cell{r.objective}, Cell{int64_t{r.valid}}, Cell{r.status}})
+          Cell{int64_t{r.stage}}, Cell{r.fidelity}, Cell{r.objective}, Cell{int64_t{r.valid}},
+          Cell{std::string(candidate_status_name(r.status))}})
       row.push_back(std::move(cell));
     for (size_t t = 0; t < task_names_.size(); ++t) row.emplace_back(t < r.task_scores.size() ? r.task_scores[t] : NAN);
     for (Cell cell : {Cell{r.validation_loss}, Cell{r.parameters}, Cell{r.non_embedding_parameters},
@@ -210,7 +278,7 @@ void SearchRecord::save(const std::string& path) const {
     for (size_t i = 0; i < r.runs.size(); ++i) {
       const auto& run = r.runs[i];
       runs.row({r.candidate_id, int64_t{r.rung}, static_cast<int64_t>(i), clip_text(run.label), run.lr,
-                run.weight_decay, run.status, run.steps, run.accuracy, run.loss, run.seconds});
+                run.weight_decay, std::string(train::run_status_name(run.status)), run.steps, run.accuracy, run.loss, run.seconds});
     }
     for (const auto& point : r.curve)
       curves.row({r.candidate_id, int64_t{r.rung}, int64_t{point.run}, point.step, point.loss});
@@ -231,34 +299,18 @@ void SearchRecord::save(const std::string& path) const {
     io::write_table(file, "/search/events", events.table(),
                     "the strategy's decisions and observations in order (replayed on resume)");
     io::H5Group search(HNAS_CHECK_H5(H5Gopen2(file, "/search", H5P_DEFAULT)));
-    io::write_string_attribute(search.get(), "status", status_);
+    io::write_string_attribute(search.get(), "status", search_status_name(status_));
     std::string tasks;
     for (const auto& t : task_names_) tasks += (tasks.empty() ? "" : ",") + t;
     io::write_string_attribute(search.get(), "tasks", tasks);
     for (const auto& [name, value] : summaries_) io::write_double_attribute(search.get(), name, value);
 
-    io::write_string_dataset(file, "/provenance/config", provenance_.config);
-    io::H5Group prov(HNAS_CHECK_H5(H5Gopen2(file, "/provenance", H5P_DEFAULT)));
-    const auto& p = provenance_;
-    for (const auto& [name, value] :
-         std::vector<std::pair<std::string, std::string>>{{"hnas_version", p.hnas_version},
-                                                          {"git_revision", p.git_revision},
-                                                          {"libtorch_version", p.torch_version},
-                                                          {"mpi_version", p.mpi_version},
-                                                          {"hdf5_version", p.hdf5_version},
-                                                          {"hostname", p.hostname},
-                                                          {"started_utc", p.started_utc},
-                                                          {"strategy", p.strategy}})
-      io::write_string_attribute(prov.get(), name, value);
-    io::write_int_attribute(prov.get(), "world_size", p.world_size);
-    io::write_int_attribute(prov.get(), "ranks_per_candidate", p.ranks_per_candidate);
-    io::write_int_attribute(prov.get(), "teams", p.teams);
-    io::write_int_attribute(prov.get(), "seed", p.seed);
+    io::write_provenance(file, provenance_);
   });
 }
 
 SearchRecord SearchRecord::load(const std::string& path) {
-  const auto file = io::open_file_read_only(path);
+  const auto file = io::open_results_file(path, {"/search", "/provenance"});
   const io::H5Group search(HNAS_CHECK_H5(H5Gopen2(file.get(), "/search", H5P_DEFAULT)));
   std::vector<std::string> tasks;
   for (const auto& name : [&] {
@@ -276,16 +328,9 @@ SearchRecord SearchRecord::load(const std::string& path) {
        }())
     tasks.push_back(name);
 
-  Provenance p;
-  p.config = io::read_string_dataset(file.get(), "/provenance/config");
-  const io::H5Group prov(HNAS_CHECK_H5(H5Gopen2(file.get(), "/provenance", H5P_DEFAULT)));
-  p.hnas_version = io::read_string_attribute(prov.get(), "hnas_version");
-  p.git_revision = io::read_string_attribute(prov.get(), "git_revision");
-  p.started_utc = io::read_string_attribute(prov.get(), "started_utc");
-  p.strategy = io::read_string_attribute(prov.get(), "strategy");
-  p.seed = io::read_int_attribute(prov.get(), "seed");
+  const auto p = io::read_provenance(file.get());
   SearchRecord record(tasks, p);
-  record.status_ = io::read_string_attribute(search.get(), "status");
+  record.status_ = parse_search_status(io::read_string_attribute(search.get(), "status"));
 
   const TableReader candidates(io::read_table(file.get(), "/search/candidates"));
   const TableReader runs(io::read_table(file.get(), "/search/runs"));
@@ -303,7 +348,7 @@ SearchRecord SearchRecord::load(const std::string& path) {
     r.fidelity = candidates.real(i, "fidelity");
     r.objective = candidates.real(i, "objective");
     r.valid = candidates.integer(i, "valid") != 0;
-    r.status = candidates.text(i, "status");
+    r.status = parse_candidate_status(candidates.text(i, "status"));
     for (const auto& task : tasks) r.task_scores.push_back(candidates.real(i, "task_" + task));
     r.validation_loss = candidates.real(i, "validation_loss");
     r.parameters = candidates.integer(i, "parameters");
@@ -323,7 +368,8 @@ SearchRecord SearchRecord::load(const std::string& path) {
     const auto it = evaluation.find({runs.integer(i, "candidate_id"), runs.integer(i, "rung")});
     HNAS_CHECK(it != evaluation.end(), InputError, path << ": /search/runs row " << i << " has no candidate");
     record.results_[it->second].runs.push_back(
-        {runs.text(i, "label"), runs.real(i, "lr"), runs.real(i, "weight_decay"), runs.text(i, "status"),
+        {runs.text(i, "label"), runs.real(i, "lr"), runs.real(i, "weight_decay"),
+         train::parse_run_status(runs.text(i, "status")),
          runs.integer(i, "steps"), runs.real(i, "accuracy"), runs.real(i, "loss"), runs.real(i, "seconds")});
   }
   for (size_t i = 0; i < curves.size(); ++i) {
@@ -348,4 +394,4 @@ SearchRecord SearchRecord::load(const std::string& path) {
   return record;
 }
 
-}  // namespace hnas::pipeline
+}  // namespace hnas::search

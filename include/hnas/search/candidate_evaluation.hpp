@@ -8,14 +8,14 @@
 #include <functional>
 #include <string>
 
-#include "hnas/cli/options.hpp"
-#include "hnas/pipeline/search_record.hpp"
+#include "hnas/search/search_record.hpp"
+#include "hnas/train/evaluation.hpp"
 
 namespace hnas::dist {
 class GradientReducer;
 }
 
-namespace hnas::pipeline {
+namespace hnas::search {
 
 /// Fault injection for tests of the failure policy ([debug] keys).
 struct FaultInjection {
@@ -31,20 +31,19 @@ struct EvaluationRequest {
   int32_t team = 0;
 };
 
-/// Trains and scores the request's architecture. Collective over `team`'s ranks when
-/// `team` is given (each rank gets the same result; rank 0's is the one to report), else
-/// rank-local. `should_stop` is polled at every step; a stopped evaluation has status
-/// "stopped" and must be re-run.
-CandidateResult evaluate_candidate(const cli::EvaluateOptions& base, const EvaluationRequest& request,
-                                   dist::GradientReducer* team, const std::function<bool()>& should_stop,
-                                   const FaultInjection& faults);
+/// Trains and scores the request's architecture. Collective over the team of
+/// context.reducer when it is given (each rank gets the same result; rank 0's is the one
+/// to report), else rank-local. context.should_stop is polled at every step; a stopped
+/// evaluation has status Stopped and must be re-run.
+CandidateResult evaluate_candidate(const train::EvaluationOptions& base, const EvaluationRequest& request,
+                                   const train::TrainingContext& context, const FaultInjection& faults);
 
 /// Names of the MAD tasks `base` evaluates (the result's task_scores order); empty for tokens.
-std::vector<std::string> objective_task_names(const cli::EvaluateOptions& base);
+std::vector<std::string> objective_task_names(const train::EvaluationOptions& base);
 
 /// Estimated wall seconds of one full-fidelity evaluation at `flops_per_second`, from the
 /// training FLOPs of an architecture with half attention layers (for the exhaustive
 /// strategy's refusal message; an estimate, not a promise).
-double estimate_evaluation_seconds(const cli::EvaluateOptions& base, int64_t num_layers, double flops_per_second);
+double estimate_evaluation_seconds(const train::EvaluationOptions& base, int64_t num_layers, double flops_per_second);
 
-}  // namespace hnas::pipeline
+}  // namespace hnas::search

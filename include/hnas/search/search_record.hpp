@@ -11,9 +11,21 @@
 #include <string>
 #include <vector>
 
+#include "hnas/io/provenance.hpp"
 #include "hnas/search/strategy.hpp"
+#include "hnas/train/trainer.hpp"
 
-namespace hnas::pipeline {
+namespace hnas::search {
+
+/// How an evaluation ended. A diverged, failed or out-of-memory candidate is data: it is
+/// recorded and the search goes on; a stopped one is run again on resume.
+enum class CandidateStatus { Completed, ReachedTarget, Diverged, TimedOut, OutOfMemory, Failed, Stopped };
+/// "completed", "reached_target", "diverged", "timed_out", "out_of_memory", "failed", "stopped".
+const char* candidate_status_name(CandidateStatus status);
+/// The status named `name` (as written by candidate_status_name); throws InputError otherwise.
+CandidateStatus parse_candidate_status(const std::string& name);
+/// The candidate status a training run's status amounts to.
+CandidateStatus candidate_status_of(train::RunStatus status);
 
 /// One training run inside a candidate's evaluation (a MAD setting x grid cell, or the
 /// single token run).
@@ -21,7 +33,7 @@ struct TrainingRunSummary {
   std::string label;  ///< e.g. "in-context-recall v16 L128 ... lr=0.0005 wd=0"
   double lr = 0;
   double weight_decay = 0;
-  std::string status;
+  train::RunStatus status = train::RunStatus::Completed;
   int64_t steps = 0;
   double accuracy = 0;  ///< best checkpoint's macro accuracy (MAD), 0 for tokens
   double loss = 0;      ///< best checkpoint's loss
@@ -41,7 +53,7 @@ struct CandidateResult {
   int32_t rung = 0;
   int32_t stage = 0;
   double fidelity = 1;
-  std::string status;  ///< completed, reached_target, diverged, timed_out, out_of_memory, failed, stopped
+  CandidateStatus status = CandidateStatus::Completed;
   bool valid = false;  ///< the objective is usable
   double objective = NAN;
   std::vector<double> task_scores;  ///< MAD: per task, in the record's task order
@@ -72,25 +84,18 @@ struct SearchEvent {
   search::Outcome outcome;  ///< Observe only
 };
 
-/// Provenance attributes of /provenance (plus the effective configuration text).
-struct Provenance {
-  std::string config;  ///< effective INI
-  std::string hnas_version, git_revision, torch_version, mpi_version, hdf5_version, hostname, started_utc;
-  int64_t world_size = 1;
-  int64_t ranks_per_candidate = 1;
-  int64_t teams = 1;
-  int64_t seed = 0;
-  std::string strategy;
-};
+/// The state of a search as a whole: attribute `status` of /search.
+enum class SearchStatus { Running, Stopped, Completed };
+const char* search_status_name(SearchStatus status);
 
 class SearchRecord {
  public:
   /// `task_names`: MAD task names (one objective column each); empty for token data.
-  SearchRecord(std::vector<std::string> task_names, Provenance provenance);
+  SearchRecord(std::vector<std::string> task_names, io::Provenance provenance);
 
   const std::vector<std::string>& task_names() const { return task_names_; }
-  const Provenance& provenance() const { return provenance_; }
-  Provenance& provenance() { return provenance_; }
+  const io::Provenance& provenance() const { return provenance_; }
+  io::Provenance& provenance() { return provenance_; }
   const std::vector<CandidateResult>& results() const { return results_; }
   const std::vector<SearchEvent>& events() const { return events_; }
 
@@ -99,9 +104,8 @@ class SearchRecord {
 
   /// Extra scalar figures stored as attributes of /search (e.g. Spearman per rung pair).
   void set_summary(const std::string& name, double value);
-  /// "running", "stopped" or "completed": attribute `status` of /search.
-  void set_status(const std::string& status) { status_ = status; }
-  const std::string& status() const { return status_; }
+  void set_status(SearchStatus status) { status_ = status; }
+  SearchStatus status() const { return status_; }
 
   /// Writes the whole record to `path` atomically (io::write_file_atomically). Rank 0.
   void save(const std::string& path) const;
@@ -110,11 +114,11 @@ class SearchRecord {
 
  private:
   std::vector<std::string> task_names_;
-  Provenance provenance_;
+  io::Provenance provenance_;
   std::vector<CandidateResult> results_;
   std::vector<SearchEvent> events_;
   std::vector<std::pair<std::string, double>> summaries_;
-  std::string status_ = "running";
+  SearchStatus status_ = SearchStatus::Running;
 };
 
-}  // namespace hnas::pipeline
+}  // namespace hnas::search

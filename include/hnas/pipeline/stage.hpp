@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+// A stage of the Composer pipeline (evaluate, search, and later aggregate, extrapolate,
+// pretrain): one folder of its own plus one registration here. Stages read earlier
+// stages' output only through the run directory, so each can run as its own job or in
+// sequence within one.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "hnas/arch/genome.hpp"
+#include "hnas/pipeline/run_context.hpp"
+#include "hnas/search/search_job.hpp"
+#include "hnas/train/evaluation.hpp"
+
+namespace hnas::pipeline {
+
+class Stage {
+ public:
+  virtual ~Stage() = default;
+  /// Its name in logs and messages ("search").
+  virtual const char* name() const = 0;
+  /// Whether it keeps its output in a run directory (then --run-dir is required).
+  virtual bool needs_run_dir() const = 0;
+  /// Whether its output in the run directory is complete (then it is skipped). Rank 0
+  /// reads the directory; the answer is the same on every rank. Collective.
+  virtual bool complete(const RunContext& context) const = 0;
+  /// Runs (or resumes) the stage; returns the exit code (0, or kExitResumable after a stop
+  /// signal with its state durable). Collective over context.world().
+  virtual int run(RunContext& context) = 0;
+};
+
+/// What `hnas evaluate` runs: one architecture and its evaluation.
+struct EvaluateOptions {
+  arch::Genome genome;
+  train::EvaluationOptions evaluation;
+};
+
+/// Trains one architecture and prints its metrics: on one rank, or data-parallel over
+/// every rank of the job (the global batch split across them). Keeps no run directory.
+std::unique_ptr<Stage> make_evaluate_stage(EvaluateOptions options);
+
+/// The distributed search (search/search_job.hpp) over the job's world.
+std::unique_ptr<Stage> make_search_stage(search::SearchOptions options);
+
+/// Runs the stages in order, skipping complete ones, until one returns non-zero (a stop:
+/// the rerun continues there). Returns the last exit code. Collective.
+int run_stages(RunContext& context, const std::vector<std::unique_ptr<Stage>>& stages);
+
+}  // namespace hnas::pipeline

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hnas/pipeline/run_context.hpp"
+
+#include <hdf5.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+#include <unistd.h>
+
+#include <ctime>
+
+#include "hnas/core/check.hpp"
+#include "hnas/core/log.hpp"
+#include "hnas/core/process.hpp"
+#include "hnas/dist/gradient_reducer.hpp"
+#include "hnas/io/run_directory.hpp"
+#include "hnas/train/throughput.hpp"
+#include "hnas/version.hpp"
+
+namespace hnas::pipeline {
+namespace {
+
+std::string utc_now() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+io::Provenance job_provenance(const JobOptions& o, const dist::Communicator& world) {
+  io::Provenance p;
+  p.config = o.effective_ini;
+  p.hnas_version = kVersion;
+  p.git_revision = kGitRevision;
+  p.torch_version = TORCH_VERSION;
+  p.mpi_version = dist::mpi_library_version();
+  unsigned major = 0, minor = 0, release = 0;
+  H5get_libversion(&major, &minor, &release);
+  p.hdf5_version = log::format("%u.%u.%u", major, minor, release);
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  p.hostname = host;
+  p.started_utc = utc_now();
+  p.world_size = world.size();
+  return p;
+}
+
+}  // namespace
+
+RunContext::RunContext(JobOptions options) : options_(std::move(options)), world_(dist::Communicator::world()) {
+  log::set_rank(world_.rank(), world_.rank() == 0);
+  dist::set_stall_timeout(options_.stall_timeout);
+  const auto node = world_.split_node_local();
+  node_rank_ = node.rank();
+  ranks_on_node_ = node.size();
+  threads_ = resolve_threads(options_.threads, ranks_on_node_);
+  train::set_compute_threads(threads_);
+  provenance_ = job_provenance(options_, world_);
+  dist::agree_on_errors(world_, [&] {
+    if (options_.cuda) {
+      HNAS_CHECK(torch::cuda::is_available(), ConfigError,
+                 "run.device = cuda, but LibTorch sees no CUDA device (a CPU build of LibTorch, or no GPU here)");
+      HNAS_CHECK(dist::nccl_built(), ConfigError, "run.device = cuda needs NCCL: rebuild with -DHNAS_WITH_NCCL=ON");
+      gpu_ = node_rank_ % static_cast<int>(torch::cuda::device_count());
+    }
+    if (world_.rank() != 0 || options_.run_dir.empty()) return;
+    if (options_.dry_run) return;  // a dry run writes nothing and may look at a directory a live job holds
+    lock_ = std::make_unique<io::RunDirectoryLock>(options_.run_dir);
+  });
+}
+
+RunContext::~RunContext() = default;
+
+}  // namespace hnas::pipeline

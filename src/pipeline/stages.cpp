@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hnas/core/error.hpp"
+#include "hnas/core/log.hpp"
+#include "hnas/pipeline/stage.hpp"
+
+namespace hnas::pipeline {
+namespace {
+
+class SearchStage final : public Stage {
+ public:
+  explicit SearchStage(search::SearchOptions options) : options_(std::move(options)) {}
+  const char* name() const override { return "search"; }
+  bool needs_run_dir() const override { return true; }
+
+  bool complete(const RunContext& context) const override { return search::search_complete(options_, job(context)); }
+
+  int run(RunContext& context) override { return search::run_search(options_, job(context)); }
+
+ private:
+  static search::SearchJob job(const RunContext& context) {
+    search::SearchJob job;
+    job.world = &context.world();
+    job.gpu = context.gpu();
+    job.nccl_timeout = context.options().nccl_timeout;
+    job.run_dir = context.run_dir();
+    job.dry_run = context.dry_run();
+    job.provenance = context.provenance();
+    job.keys_free_on_resume = context.options().keys_free_on_resume;
+    return job;
+  }
+
+  search::SearchOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<Stage> make_search_stage(search::SearchOptions options) {
+  return std::make_unique<SearchStage>(std::move(options));
+}
+
+int run_stages(RunContext& context, const std::vector<std::unique_ptr<Stage>>& stages) {
+  int code = kExitOk;
+  for (const auto& stage : stages) {
+    if (stage->complete(context)) {
+      log::info(std::string(stage->name()) + ": complete in " + context.run_dir() + "; skipped");
+      continue;
+    }
+    code = stage->run(context);
+    if (code != kExitOk) break;
+  }
+  return code;
+}
+
+}  // namespace hnas::pipeline
