@@ -19,6 +19,9 @@
 namespace hnas::pipeline {
 namespace {
 
+// Internal marker: a training run ran out of memory (reported as a configuration error).
+constexpr int kExitOutOfMemory = -1;
+
 void print_plan(const EvaluateOptions& o, const RunContext& context) {
   const auto& e = o.evaluation;
   auto shape = e.shape;
@@ -51,6 +54,9 @@ int report_mad(const train::MadEvaluation& result) {
                         result.seconds, result.any_diverged ? " (some runs diverged)" : ""));
   for (const auto& s : result.settings)
     for (const auto& run : s.runs)
+      if (run.status == train::RunStatus::OutOfMemory) return kExitOutOfMemory;
+  for (const auto& s : result.settings)
+    for (const auto& run : s.runs)
       if (run.status == train::RunStatus::Stopped) return kExitResumable;
   return kExitOk;
 }
@@ -60,6 +66,7 @@ int report_tokens(const train::TokenEvaluation& result) {
                         result.validation_loss, result.objective, train::run_status_name(result.result.status),
                         static_cast<long>(result.result.steps), static_cast<long>(result.result.tokens),
                         result.result.seconds));
+  if (result.result.status == train::RunStatus::OutOfMemory) return kExitOutOfMemory;
   return result.result.status == train::RunStatus::Stopped ? kExitResumable : kExitOk;
 }
 
@@ -80,6 +87,7 @@ class EvaluateStage final : public Stage {
                  (on_tokens ? "tokens.batch_size = " : "mad.batch_size = ")
                      << rows << " is smaller than the " << world.size()
                      << " ranks of this job, which split each batch's rows between them");
+      train::check_memory_fits(options_.genome, e, world.size(), context.ranks_on_node());
       if (on_tokens) {  // open and validate every shard on every rank before any work
         const auto specs = data::all_shard_specs(e.tokens.train_paths, e.tokens.valid_paths);
         const data::TokenDataset dataset(specs, e.tokens.vocab_size);
@@ -109,8 +117,19 @@ class EvaluateStage final : public Stage {
     training.reducer = reducer.get();
     auto recipe = e.recipe;
     if (context.gpu() < 0) recipe.trainer.peak_flops = train::measure_cpu_sgemm_flops();
-    const int code = on_tokens ? report_tokens(train::evaluate_tokens(options_.genome, e.shape, e.tokens, recipe, training))
-                               : report_mad(train::evaluate_mad(options_.genome, e.shape, e.mad, recipe, training));
+    dist::set_stall_timeout(context.options().stall_timeout);
+    int code = kExitOk;
+    try {
+      code = on_tokens ? report_tokens(train::evaluate_tokens(options_.genome, e.shape, e.tokens, recipe, training))
+                       : report_mad(train::evaluate_mad(options_.genome, e.shape, e.mad, recipe, training));
+    } catch (const std::exception& error) {
+      if (!train::is_out_of_memory(error)) throw;
+      code = kExitOutOfMemory;
+    }
+    if (code == kExitOutOfMemory)
+      throw ConfigError("out of memory training " + train::describe_training_shape(options_.genome, e, world.size()) +
+                        "; lower " + (on_tokens ? "tokens.batch_size" : "mad.batch_size") +
+                        " (or raise train.micro_batches) or narrow the model");
     if (code == kExitResumable) log::info("evaluation stopped by a signal before it finished (exit code 75)");
     return code;
   }

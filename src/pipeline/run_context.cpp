@@ -50,7 +50,6 @@ io::Provenance job_provenance(const JobOptions& o, const dist::Communicator& wor
 
 RunContext::RunContext(JobOptions options) : options_(std::move(options)), world_(dist::Communicator::world()) {
   log::set_rank(world_.rank(), world_.rank() == 0);
-  dist::set_stall_timeout(options_.stall_timeout);
   const auto node = world_.split_node_local();
   node_rank_ = node.rank();
   ranks_on_node_ = node.size();

@@ -21,7 +21,9 @@ class SearchStage final : public Stage {
     search::SearchJob job;
     job.world = &context.world();
     job.gpu = context.gpu();
+    job.ranks_on_node = context.ranks_on_node();
     job.nccl_timeout = context.options().nccl_timeout;
+    job.stall_timeout = context.options().stall_timeout;
     job.run_dir = context.run_dir();
     job.dry_run = context.dry_run();
     job.provenance = context.provenance();

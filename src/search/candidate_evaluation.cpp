@@ -31,7 +31,7 @@ void evaluate_on_mad(const train::EvaluationOptions& base, const arch::Genome& g
   if (diverge) options.learning_rates.assign(options.learning_rates.size(), 1e30);
   const auto evaluation = train::evaluate_mad(genome, base.shape, options, base.recipe, context);
 
-  bool stopped = false, all_diverged = true;
+  bool stopped = false, all_diverged = true, out_of_memory = false;
   int diverged = 0, total = 0;
   for (const auto& setting : evaluation.settings) {
     for (const auto& run : setting.runs) {
@@ -44,15 +44,17 @@ void evaluate_on_mad(const train::EvaluationOptions& base, const arch::Genome& g
       stopped |= run.status == train::RunStatus::Stopped;
       all_diverged &= run.status == train::RunStatus::Diverged;
       diverged += run.status == train::RunStatus::Diverged;
+      out_of_memory |= run.status == train::RunStatus::OutOfMemory;
       ++total;
     }
   }
   for (const auto& task : evaluation.tasks) result.task_scores.push_back(task.score);
   result.objective = evaluation.objective;
-  result.status = stopped        ? CandidateStatus::Stopped
-                  : all_diverged ? CandidateStatus::Diverged
-                                 : CandidateStatus::Completed;
-  result.valid = !stopped && !all_diverged && std::isfinite(result.objective);
+  result.status = stopped         ? CandidateStatus::Stopped
+                  : out_of_memory ? CandidateStatus::OutOfMemory
+                  : all_diverged  ? CandidateStatus::Diverged
+                                  : CandidateStatus::Completed;
+  result.valid = !stopped && !out_of_memory && !all_diverged && std::isfinite(result.objective);
   if (diverged > 0 && !all_diverged) result.error = log::format("%d of %d training runs diverged", diverged, total);
 
   const auto settings = train::selected_settings(options);
@@ -151,10 +153,22 @@ CandidateResult evaluate_candidate(const train::EvaluationOptions& base, const E
     const auto* team = context.reducer;
     if (team != nullptr && team->size() > 1 && dynamic_cast<const Error*>(&e) == nullptr) throw;
     if (dynamic_cast<const FatalError*>(&e) != nullptr) throw;  // e.g. a broken NCCL communicator
-    result.status = CandidateStatus::Failed;
     result.valid = false;
     result.objective = NAN;
-    result.error = e.what();
+    if (train::is_out_of_memory(e)) {  // one line with the shape, never the allocator's trace
+      result.status = CandidateStatus::OutOfMemory;
+      result.error = "out of memory training " + train::describe_training_shape(request.proposal.genome, base,
+                                                                                 team != nullptr ? team->size() : 1);
+    } else {
+      result.status = CandidateStatus::Failed;
+      result.error = e.what();
+    }
+  }
+  if (result.status == CandidateStatus::OutOfMemory) {
+    const int team_size = context.reducer != nullptr ? context.reducer->size() : 1;
+    if (result.error.empty())
+      result.error = "out of memory training " + train::describe_training_shape(request.proposal.genome, base, team_size);
+    log::warn("candidate " + std::to_string(result.candidate_id) + ": " + result.error);
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.finished_unix = unix_now();

@@ -119,9 +119,14 @@ AssignmentKind lead(const SearchOptions& options, const dist::Communicator& worl
     dist::MessageWriter request;
     request.put<int32_t>(last.has_value());
     if (last) request.put_string(serialize(*last));
-    world.send(request.bytes(), 0, kTagRequest);
-    std::string bytes = world.receive(0, kTagAssignment).bytes;
-    team.comm.broadcast_string(bytes, 0);
+    std::string bytes;
+    {
+      // Waiting for work is long by design: rank 0 may be training its own candidate.
+      dist::ScopedStallTimeout idle(0);
+      world.send(request.bytes(), 0, kTagRequest);
+      bytes = world.receive(0, kTagAssignment).bytes;
+      team.comm.broadcast_string(bytes, 0);
+    }
     const auto a = deserialize_assignment(bytes);
     if (a.kind != AssignmentKind::Evaluate) {
       while (world.try_receive(0, kTagStopNotice)) {
@@ -137,7 +142,10 @@ AssignmentKind follow(const SearchOptions& options, Team& team) {
   const auto should_stop = [] { return stop_requested(); };
   while (true) {
     std::string bytes;
-    team.comm.broadcast_string(bytes, 0);
+    {
+      dist::ScopedStallTimeout idle(0);  // the leader waits for work as long as it takes
+      team.comm.broadcast_string(bytes, 0);
+    }
     const auto a = deserialize_assignment(bytes);
     if (a.kind != AssignmentKind::Evaluate) return a.kind;
     run_assignment(options, a, team, should_stop);
@@ -203,6 +211,11 @@ Startup start_up(const SearchOptions& o, const SearchJob& job) {
         estimate_evaluation_seconds(evaluation, o.strategy.space.num_layers,
                                     job.gpu >= 0 ? 0 : 0.5 * train::measure_cpu_sgemm_flops(512, 3));
     auto strategy = make_strategy(strategy_options);
+    // The largest candidates (the deepest, all of one primitive) must fit every rank.
+    const auto depth = std::max(o.strategy.space.num_layers, o.strategy.target_layers);
+    for (const auto primitive : o.strategy.space.primitives)
+      train::check_memory_fits(arch::Genome(std::vector<arch::Primitive>(static_cast<size_t>(depth), primitive)),
+                               evaluation, static_cast<int>(o.ranks_per_candidate), job.ranks_on_node);
     if (on_tokens)  // every rank reads the shards: check them on every rank
       data::TokenDataset(data::all_shard_specs(evaluation.tokens.train_paths, evaluation.tokens.valid_paths),
                          evaluation.tokens.vocab_size);
@@ -270,6 +283,9 @@ int run_search(const SearchOptions& options, const SearchJob& job) {
   }
   else if (team_size > 1)
     team.reducer = dist::make_mpi_reducer(team.comm);
+  // From here a rank that waits longer than this for a peer inside a training step ends
+  // the job (the waits for work above are exempt).
+  dist::set_stall_timeout(job.stall_timeout);
 
   AssignmentKind end;
   if (world.rank() == 0) {
@@ -280,7 +296,8 @@ int run_search(const SearchOptions& options, const SearchJob& job) {
   } else {
     end = follow(options, team);
   }
-  world.barrier();  // results.h5 is durable before any rank exits
+  dist::set_stall_timeout(0);  // the last teams may finish long after the first
+  world.barrier();              // results.h5 is durable before any rank exits
   if (end == AssignmentKind::Stop) {
     log::info("search stopped early; its state is saved. Rerun the same command to resume (exit code 75).");
     return kExitResumable;

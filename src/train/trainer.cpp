@@ -113,11 +113,6 @@ class Optimizer {
   std::vector<torch::Tensor> parameters_;
 };
 
-bool is_out_of_memory(const std::exception& e) {
-  const std::string what = e.what();
-  return what.find("out of memory") != std::string::npos || what.find("DefaultCPUAllocator") != std::string::npos;
-}
-
 // Smoothed step time for the ETA and throughput columns; the first steps are warm-up.
 class StepTimer {
  public:
@@ -144,6 +139,12 @@ torch::Tensor rows_of(const torch::Tensor& t, int rank, int size) {
 enum StopCode : int64_t { kKeepGoing = 0, kTimedOut = 1, kStopped = 2 };
 
 }  // namespace
+
+bool is_out_of_memory(const std::exception& e) {
+  if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr) return true;
+  const std::string what = e.what();
+  return what.find("out of memory") != std::string::npos || what.find("DefaultCPUAllocator") != std::string::npos;
+}
 
 TrainResult train_model(model::HybridModel& model, BatchSource& data, const Evaluator& evaluate,
                         const TrainerOptions& o, const TrainingContext& context) {

@@ -66,6 +66,16 @@ TEST(Communicator, tagged_messages_reach_rank_zero_from_every_rank) {
   world().barrier();
 }
 
+TEST(Communicator, large_sums_travel_in_pieces_and_add_every_element) {
+  // Over the 2^18-element minimum piece: four pieces in flight, the last one shorter.
+  std::vector<float> values((size_t{1} << 20) + 3);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i % 1000) + world().rank();
+  world().all_reduce_sum(values.data(), values.size());
+  const float n = static_cast<float>(world().size()), ranks = n * (n - 1) / 2;
+  for (size_t i = 0; i < values.size(); i += 4099) ASSERT_EQ(values[i], n * (i % 1000) + ranks) << "element " << i;
+  EXPECT_EQ(values.back(), n * ((values.size() - 1) % 1000) + ranks);
+}
+
 TEST(AgreeOnErrors, every_rank_throws_the_lowest_failing_ranks_message) {
   const int failing = world().size() - 1;
   try {

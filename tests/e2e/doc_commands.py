@@ -79,7 +79,7 @@ def run(argv, cwd, origin):
     print("$ " + " ".join(shlex.quote(a) for a in argv) + "    # from " + origin, flush=True)
     expanded = []
     for a in argv:  # shell globs as a shell would expand them
-        matches = sorted(glob.glob(a)) if any(c in a for c in "*?[") else []
+        matches = sorted(os.path.join(cwd, m) for m in glob.glob(a, root_dir=cwd)) if any(c in a for c in "*?[") else []
         expanded += matches or [a]
     done = subprocess.run(expanded, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail = "\n".join(done.stdout.splitlines()[-6:])

@@ -11,6 +11,7 @@
 #   evaluate-signal  SIGTERM to `hnas evaluate` mid-training: exit 75
 #   fifo-input       a FIFO as token shard or configuration: refused at once, never blocks
 #   evaluate-mpi     `mpirun -np 2 hnas evaluate`: one evaluation, data-parallel
+#   too-large        a model and batch that cannot fit in memory: refused with the numbers
 case_name="$1"; shift
 source "$(dirname "$0")/search_lib.sh"
 make_shards="$(dirname "$hnas")/../../tools/hnas_make_shards"
@@ -160,6 +161,19 @@ evaluate-mpi)
   [ "$lines" -eq 1 ] || { echo "FAIL: $lines result lines (an evaluation per rank?)"; exit 1; }
   grep -q "2 ranks, 1 threads per rank" "$work/evaluate_mpi.log" || { echo "FAIL: not data-parallel"; exit 1; }
   echo "ok: one evaluation over 2 ranks"
+  ;;
+
+too-large)
+  huge=(--model.d_model=8192 --model.heads=64 --model.kv_heads=64 --model.head_dim=128 --model.mlp_hidden=0)
+  status=0
+  timeout 60 "$hnas" evaluate --arch A4M4 --config "$src/inputs/quickstart.ini" "${huge[@]}" \
+    >"$work/too_large.log" 2>&1 || status=$?
+  expect_refusal too_large "per rank, but"
+  grep "error:" "$work/too_large.log" | grep -q "lower mad.batch_size" || { echo "FAIL: no key to change"; exit 1; }
+  grep "error:" "$work/too_large.log" | grep -qE "parameters [0-9.]+ GiB" || { echo "FAIL: no numbers"; exit 1; }
+  search_cmd 2 --run-dir "$work/too_large_search" "${huge[@]}"; run too_large_search
+  expect_refusal too_large_search "per rank, but"
+  [ ! -e "$work/too_large_search/results.h5" ] || { echo "FAIL: a results.h5 was written"; exit 1; }
   ;;
 
 *) echo "unknown case $case_name"; exit 2 ;;

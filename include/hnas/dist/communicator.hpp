@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // MPI behind owning handles: the MPI session (init/finalize), communicators (world,
 // teams, node-local), the few collectives hnas needs, and the tagged point-to-point
-// messages of the search's work queue. Waits poll with short sleeps instead of spinning:
-// on an oversubscribed node a spinning idle rank steals the core a training rank needs.
-// Every wait is such a poll over a non-blocking MPI call, so that a stall timeout can turn
-// a peer that is stopped (SIGSTOP) or stuck into an error instead of a hang.
+// messages of the search's work queue. Every wait polls a non-blocking MPI call, so that
+// a stall timeout can turn a peer that is stopped (SIGSTOP) or stuck into an error
+// instead of a hang. Waits that may be long (a team's next task, a work-queue message)
+// sleep between polls: on an oversubscribed node a spinning idle rank steals the core a
+// training rank needs. Reductions first poll without sleeping, as blocking MPI does.
 #pragma once
 
 #include <mpi.h>

@@ -23,7 +23,7 @@ struct JobOptions {
   int threads = 0;            ///< intra-op CPU threads per rank (0: SLURM_CPUS_PER_TASK, else cores / ranks on the node)
   bool cuda = false;          ///< run.device = cuda: one GPU per rank (node-local rank modulo the visible GPUs)
   double nccl_timeout = 600;  ///< seconds a NCCL collective may make no progress before the job aborts
-  double stall_timeout = 0;   ///< seconds any MPI wait may make no progress before the job ends (0: forever)
+  double stall_timeout = 0;   ///< seconds a rank may wait for a peer inside training before the job ends (0: forever)
   std::string run_dir;        ///< empty for commands without one (evaluate)
   bool dry_run = false;       ///< validate and print the plan; train and write nothing
   std::string effective_ini;  ///< every key with its effective value, re-loadable

@@ -35,7 +35,9 @@ struct SearchOptions {
 struct SearchJob {
   const dist::Communicator* world = nullptr;  ///< every rank of the job
   int gpu = -1;                               ///< this rank's CUDA device, or -1 for the CPU
+  int ranks_on_node = 1;                      ///< ranks sharing this rank's node (and its memory)
   double nccl_timeout = 600;                  ///< seconds without NCCL progress before the job aborts
+  double stall_timeout = 0;                   ///< seconds a rank may wait for a peer inside training (0: forever)
   std::string run_dir;                        ///< results.h5 lives here (held by the job's lock)
   bool dry_run = false;                       ///< validate and print the plan, write nothing
   io::Provenance provenance;                  ///< the job's (configuration text, versions, host, data)

@@ -123,6 +123,10 @@ struct TrainResult {
 TrainResult train_model(model::HybridModel& model, BatchSource& data, const Evaluator& evaluate,
                         const TrainerOptions& options, const TrainingContext& context = {});
 
+/// Whether `e` is an allocation failure (std::bad_alloc, LibTorch's CPU or CUDA
+/// out-of-memory error), which is reported as such, never as the library's message.
+bool is_out_of_memory(const std::exception& e);
+
 /// Cross-entropy of logits [..., V] against targets [...] summed over scored tokens.
 torch::Tensor summed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets);
 
