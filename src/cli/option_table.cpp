@@ -11,9 +11,7 @@ namespace po = boost::program_options;
 
 namespace hnas::cli {
 
-bool Range::contains(double v) const {
-  return (min_open ? v > min : v >= min) && (max_open ? v < max : v <= max);
-}
+bool Range::contains(double v) const { return (min_open ? v > min : v >= min) && (max_open ? v < max : v <= max); }
 
 std::string Range::describe() const {
   if (std::isinf(max)) return std::string(min_open ? "> " : ">= ") + format_real(min);
@@ -64,7 +62,8 @@ void OptionTable::add(KeyInfo info, bool list, std::function<void(const std::str
 }
 
 void OptionTable::real(const std::string& key, double* field, Range range, const std::string& doc, OnResume resume) {
-  add({key, "float", format_real(*field), doc, resume == OnResume::MayChange}, false,
+  add(
+      {key, "float", format_real(*field), doc, resume == OnResume::MayChange}, false,
       [key, field, range](const std::string& text, Problems& problems) {
         double value = 0;
         if (!parse_real(key, text, value, problems)) return;
@@ -75,11 +74,11 @@ void OptionTable::real(const std::string& key, double* field, Range range, const
 }
 
 void OptionTable::flag(const std::string& key, bool* field, const std::string& doc, OnResume resume) {
-  add({key, "bool", *field ? "true" : "false", doc, resume == OnResume::MayChange}, false,
+  add(
+      {key, "bool", *field ? "true" : "false", doc, resume == OnResume::MayChange}, false,
       [key, field](const std::string& text, Problems& problems) {
-        static const std::map<std::string, bool> kWords{{"true", true},  {"false", false}, {"1", true},
-                                                        {"0", false},    {"yes", true},    {"no", false},
-                                                        {"on", true},    {"off", false}};
+        static const std::map<std::string, bool> kWords{{"true", true}, {"false", false}, {"1", true},  {"0", false},
+                                                        {"yes", true},  {"no", false},    {"on", true}, {"off", false}};
         const auto it = kWords.find(text);
         if (it == kWords.end())
           problems.push_back(key + " must be true or false, got \"" + printable(text) + "\"");
@@ -90,7 +89,8 @@ void OptionTable::flag(const std::string& key, bool* field, const std::string& d
 }
 
 void OptionTable::text(const std::string& key, std::string* field, const std::string& doc, OnResume resume) {
-  add({key, "string", *field, doc, resume == OnResume::MayChange}, false,
+  add(
+      {key, "string", *field, doc, resume == OnResume::MayChange}, false,
       [field](const std::string& text, Problems&) { *field = text; }, [field] { return *field; });
 }
 
@@ -104,7 +104,8 @@ std::string join(const std::vector<std::string>& items) {
 
 void OptionTable::words(const std::string& key, std::vector<std::string>* field, const std::string& doc,
                         OnResume resume) {
-  add({key, "list", join(*field), doc, resume == OnResume::MayChange}, true,
+  add(
+      {key, "list", join(*field), doc, resume == OnResume::MayChange}, true,
       [field](const std::string& text, Problems&) { *field = split_list(text); }, [field] { return join(*field); });
 }
 
@@ -115,7 +116,8 @@ void OptionTable::reals(const std::string& key, std::vector<double>* field, Rang
     for (double v : *field) items.push_back(format_real(v));
     return join(items);
   };
-  add({key, "list", render(), doc, resume == OnResume::MayChange}, true,
+  add(
+      {key, "list", render(), doc, resume == OnResume::MayChange}, true,
       [key, field, range](const std::string& text, Problems& problems) {
         field->clear();
         for (const auto& item : split_list(text)) {

@@ -33,7 +33,7 @@ struct Range {
   static Range at_least(double v) { return {v, std::numeric_limits<double>::infinity(), false, false}; }
   static Range above(double v) { return {v, std::numeric_limits<double>::infinity(), true, false}; }
   static Range closed(double lo, double hi) { return {lo, hi, false, false}; }
-  static Range half_open(double lo, double hi) { return {lo, hi, false, true}; }   ///< [lo, hi)
+  static Range half_open(double lo, double hi) { return {lo, hi, false, true}; }    ///< [lo, hi)
   static Range open_closed(double lo, double hi) { return {lo, hi, true, false}; }  ///< (lo, hi]
   static Range open(double lo, double hi) { return {lo, hi, true, true}; }
   bool contains(double v) const;
@@ -74,7 +74,7 @@ class OptionTable {
     KeyInfo info;
     bool list = false;
     std::function<void(const std::string& text, Problems& problems)> assign;  ///< parse + check into the field
-    std::function<std::string()> current;                                    ///< the field as INI text
+    std::function<std::string()> current;                                     ///< the field as INI text
   };
   void add(KeyInfo info, bool list, std::function<void(const std::string&, Problems&)> assign,
            std::function<std::string()> current);
@@ -91,7 +91,8 @@ std::string format_real(double value);
 
 template <class Int>
 void OptionTable::integer(const std::string& key, Int* field, Range range, const std::string& doc, OnResume resume) {
-  add({key, "int", std::to_string(*field), doc, resume == OnResume::MayChange}, false,
+  add(
+      {key, "int", std::to_string(*field), doc, resume == OnResume::MayChange}, false,
       [key, field, range](const std::string& text, Problems& problems) {
         long long value = 0;
         if (!parse_integer(key, text, value, problems)) return;
@@ -115,7 +116,8 @@ void OptionTable::choice(const std::string& key, Enum* field, std::vector<std::p
     names += (names.empty() ? "" : "/") + name;
     if (value == *field) current = name;
   }
-  add({key, names, current, doc, resume == OnResume::MayChange}, false,
+  add(
+      {key, names, current, doc, resume == OnResume::MayChange}, false,
       [key, field, choices](const std::string& text, Problems& problems) {
         std::string listed;
         for (const auto& [name, value] : choices) {

@@ -92,8 +92,7 @@ void read_command_line(const std::vector<std::string>& args, const po::options_d
   po::store(parsed, values);  // first: the command line wins over the file
 }
 
-void read_config_file(const std::string& path, const po::options_description& description,
-                      po::variables_map& values) {
+void read_config_file(const std::string& path, const po::options_description& description, po::variables_map& values) {
   require_readable_file(path, "config file");
   std::ifstream file(path, std::ios::binary);
   std::stringstream text;

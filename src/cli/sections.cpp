@@ -95,7 +95,8 @@ void declare_train(OptionTable& t, Settings& s) {
   auto& trainer = s.evaluation.recipe.trainer;
   auto& schedule = trainer.schedule;
   t.choice("train.schedule", &schedule.kind,
-           {{"cosine", train::ScheduleKind::Cosine}, {"wsd", train::ScheduleKind::Wsd},
+           {{"cosine", train::ScheduleKind::Cosine},
+            {"wsd", train::ScheduleKind::Wsd},
             {"constant", train::ScheduleKind::Constant}},
            "learning-rate schedule: cosine, wsd or constant");
   t.integer("train.warmup_steps", &schedule.warmup_steps, Range::at_least(0), "linear warm-up steps");
@@ -113,8 +114,7 @@ void declare_train(OptionTable& t, Settings& s) {
             "gradient accumulation: micro-batches per step");
   t.integer("train.log_every", &trainer.log_every, Range::at_least(0), "steps between progress lines (0: none)",
             kMayChange);
-  t.real("train.max_seconds", &trainer.max_seconds, Range::at_least(0),
-         "wall-clock budget per training run (0: none)");
+  t.real("train.max_seconds", &trainer.max_seconds, Range::at_least(0), "wall-clock budget per training run (0: none)");
   t.integer("train.seed", &s.evaluation.recipe.init_seed, Range::at_least(0),
             "model initialisation and shuffling seed");
 }
@@ -138,7 +138,8 @@ void declare_mad(OptionTable& t, Settings& s) {
   auto& mad = s.evaluation.mad;
   t.choice("mad.settings", &s.all_settings, {{"baseline", false}, {"all", true}},
            "baseline (one setting per task) or all (the 66-setting benchmark)");
-  t.integer("mad.num_train", &mad.num_train, Range::at_least(0), "training instances per setting (0: the setting's own)");
+  t.integer("mad.num_train", &mad.num_train, Range::at_least(0),
+            "training instances per setting (0: the setting's own)");
   t.integer("mad.num_test", &mad.num_test, Range::at_least(1), "test instances per setting");
   t.integer("mad.seq_len", &mad.seq_len, Range::at_least(0), "override every setting's sequence length (0: keep)");
   t.integer("mad.epochs", &mad.epochs, Range::at_least(1), "maximum epochs per run");
@@ -179,7 +180,8 @@ void declare_tokens(OptionTable& t, Settings& s) {
   t.words("tokens.valid", &s.valid, "validation shards (empty: split off the training shards)");
   t.real("tokens.val_fraction", &tokens.val_fraction, Range::open(0, 1),
          "validation share of each training shard when tokens.valid is empty");
-  t.integer("tokens.vocab_size", &tokens.vocab_size, Range::at_least(2), "vocabulary of the shards (257 for byte-level)");
+  t.integer("tokens.vocab_size", &tokens.vocab_size, Range::at_least(2),
+            "vocabulary of the shards (257 for byte-level)");
   t.integer("tokens.seq_len", &tokens.seq_len, Range::at_least(1), "context length");
   t.integer("tokens.batch_size", &tokens.batch_size, Range::at_least(1), "sequences per step");
   t.integer("tokens.steps", &tokens.steps, Range::at_least(1), "training steps");

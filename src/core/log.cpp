@@ -22,7 +22,15 @@ LogState& state() {
   return s;
 }
 
-std::string timestamp() {
+void emit(std::FILE* stream, const std::string& prefix, const std::string& line) {
+  std::lock_guard<std::mutex> lock(state().mutex);
+  std::fprintf(stream, "%s %s%s\n", utc_timestamp().c_str(), prefix.c_str(), line.c_str());
+  std::fflush(stream);
+}
+
+}  // namespace
+
+std::string utc_timestamp() {
   std::time_t now = std::time(nullptr);
   std::tm tm_utc{};
   gmtime_r(&now, &tm_utc);
@@ -30,14 +38,6 @@ std::string timestamp() {
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm_utc);
   return buf;
 }
-
-void emit(std::FILE* stream, const std::string& prefix, const std::string& line) {
-  std::lock_guard<std::mutex> lock(state().mutex);
-  std::fprintf(stream, "%s %s%s\n", timestamp().c_str(), prefix.c_str(), line.c_str());
-  std::fflush(stream);
-}
-
-}  // namespace
 
 void set_rank(int rank, bool prints_info) {
   state().rank = rank;

@@ -7,9 +7,9 @@
 #include <cmath>
 #include <sstream>
 
-#include "mad_generators.hpp"
 #include "hnas/core/check.hpp"
 #include "hnas/core/rng.hpp"
+#include "mad_generators.hpp"
 
 namespace hnas::data {
 namespace {

@@ -3,8 +3,8 @@
 // (mad-spec §4.4) and compression (§4.5). Both have one row form for train and test.
 #include <numeric>
 
-#include "mad_generators.hpp"
 #include "hnas/core/check.hpp"
+#include "mad_generators.hpp"
 
 namespace hnas::data {
 

@@ -2,8 +2,8 @@
 // Memorization (mad-spec §4.6): a fixed key -> value map per setting, queried with the
 // value predicted at the insert token. The map must be learned in the weights, since no
 // row shows it in context.
-#include "mad_generators.hpp"
 #include "hnas/core/check.hpp"
+#include "mad_generators.hpp"
 
 namespace hnas::data {
 namespace {

@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <array>
 
-#include "mad_generators.hpp"
 #include "hnas/core/check.hpp"
+#include "mad_generators.hpp"
 
 namespace hnas::data {
 namespace {

@@ -103,8 +103,7 @@ std::string fingerprint_shards(const std::vector<std::string>& specs) {
     const uint64_t size = std::filesystem::file_size(parsed.path, error);
     HNAS_CHECK(!error, InputError, "token shard " << printable(spec) << " cannot be read: " << error.message());
     char hash[32];
-    std::snprintf(hash, sizeof hash, "%016llx",
-                  static_cast<unsigned long long>(sampled_hash(parsed.path, size)));
+    std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(sampled_hash(parsed.path, size)));
     const std::string name =
         std::filesystem::path(parsed.path).filename().string() + (parsed.dataset.empty() ? "" : parsed.dataset);
     out += (out.empty() ? "" : ";") + name + ":" + std::to_string(size) + ":" + hash;
@@ -119,9 +118,9 @@ std::string describe_fingerprint_change(const std::string& recorded, const std::
     if (it == before.end()) return name + " is new";
     if (it->second != value) {
       const auto size_of = [](const std::string& v) { return v.substr(0, v.find(':')); };
-      return size_of(it->second) == size_of(value) ? name + " has other contents"
-                                                    : name + " was " + size_of(it->second) + " bytes, is " +
-                                                          size_of(value);
+      return size_of(it->second) == size_of(value)
+                 ? name + " has other contents"
+                 : name + " was " + size_of(it->second) + " bytes, is " + size_of(value);
     }
   }
   for (const auto& [name, value] : before)

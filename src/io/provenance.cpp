@@ -13,16 +13,16 @@ namespace hnas::io {
 void write_provenance(hid_t file, const Provenance& p) {
   write_string_dataset(file, "/provenance/config", p.config);
   H5Group group(HNAS_CHECK_H5(H5Gopen2(file, "/provenance", H5P_DEFAULT)));
-  for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
-           {"hnas_version", p.hnas_version},
-           {"git_revision", p.git_revision},
-           {"libtorch_version", p.torch_version},
-           {"mpi_version", p.mpi_version},
-           {"hdf5_version", p.hdf5_version},
-           {"hostname", p.hostname},
-           {"started_utc", p.started_utc},
-           {"strategy", p.strategy},
-           {"data_fingerprint", p.data_fingerprint}})
+  for (const auto& [name, value] :
+       std::vector<std::pair<std::string, std::string>>{{"hnas_version", p.hnas_version},
+                                                        {"git_revision", p.git_revision},
+                                                        {"libtorch_version", p.torch_version},
+                                                        {"mpi_version", p.mpi_version},
+                                                        {"hdf5_version", p.hdf5_version},
+                                                        {"hostname", p.hostname},
+                                                        {"started_utc", p.started_utc},
+                                                        {"strategy", p.strategy},
+                                                        {"data_fingerprint", p.data_fingerprint}})
     write_string_attribute(group.get(), name, value);
   write_int_attribute(group.get(), "world_size", p.world_size);
   write_int_attribute(group.get(), "ranks_per_candidate", p.ranks_per_candidate);

@@ -25,16 +25,17 @@ constexpr int kExitOutOfMemory = -1;
 void print_plan(const EvaluateOptions& o, const RunContext& context) {
   const auto& e = o.evaluation;
   auto shape = e.shape;
-  if (e.objective == train::Objective::Tokens) shape.vocab_size = e.tokens.vocab_size;
-  else shape.vocab_size = train::selected_settings(e.mad).front().vocab_size;
+  if (e.objective == train::Objective::Tokens)
+    shape.vocab_size = e.tokens.vocab_size;
+  else
+    shape.vocab_size = train::selected_settings(e.mad).front().vocab_size;
   const auto params = arch::count_parameters(o.genome, shape);
   log::info(log::format("hnas evaluate: arch %s (%s), %zu layers, %s", o.genome.to_string().c_str(),
                         o.genome.to_run_length().c_str(), o.genome.size(), e.shape.describe().c_str()));
-  log::info(log::format("%d ranks, %d threads per rank, kernels %s, parameters %ld (non-embedding %ld at vocab %ld)",
-                        context.world().size(), at::get_num_threads(),
-                        e.recipe.kernels == model::Kernels::Fused ? "fused" : "reference",
-                        static_cast<long>(params.total), static_cast<long>(params.non_embedding),
-                        static_cast<long>(shape.vocab_size)));
+  log::info(log::format(
+      "%d ranks, %d threads per rank, kernels %s, parameters %ld (non-embedding %ld at vocab %ld)",
+      context.world().size(), at::get_num_threads(), e.recipe.kernels == model::Kernels::Fused ? "fused" : "reference",
+      static_cast<long>(params.total), static_cast<long>(params.non_embedding), static_cast<long>(shape.vocab_size)));
   std::istringstream config(context.options().effective_ini);
   log::info("effective configuration:");
   for (std::string line; std::getline(config, line);)

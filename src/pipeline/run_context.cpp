@@ -6,7 +6,6 @@
 #include <torch/version.h>
 #include <unistd.h>
 
-#include <ctime>
 
 #include "hnas/core/check.hpp"
 #include "hnas/core/log.hpp"
@@ -18,15 +17,6 @@
 
 namespace hnas::pipeline {
 namespace {
-
-std::string utc_now() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
 
 io::Provenance job_provenance(const JobOptions& o, const dist::Communicator& world) {
   io::Provenance p;
@@ -41,7 +31,7 @@ io::Provenance job_provenance(const JobOptions& o, const dist::Communicator& wor
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   p.hostname = host;
-  p.started_utc = utc_now();
+  p.started_utc = log::utc_timestamp();
   p.world_size = world.size();
   return p;
 }

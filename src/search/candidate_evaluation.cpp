@@ -36,8 +36,7 @@ void evaluate_on_mad(const train::EvaluationOptions& base, const arch::Genome& g
   for (const auto& setting : evaluation.settings) {
     for (const auto& run : setting.runs) {
       result.runs.push_back({setting.setting.label() + log::format(" lr=%g wd=%g", run.lr, run.weight_decay), run.lr,
-                             run.weight_decay, run.status, run.steps, run.best.accuracy,
-                             run.best.loss, run.seconds});
+                             run.weight_decay, run.status, run.steps, run.best.accuracy, run.best.loss, run.seconds});
       add_curve(result, run.curve);
       result.steps += run.steps;
       result.tokens += run.steps * options.batch_size * setting.setting.input_length();
@@ -74,8 +73,8 @@ void evaluate_on_tokens(const train::EvaluationOptions& base, const arch::Genome
   if (diverge) options.lr = 1e30;
   const auto evaluation = train::evaluate_tokens(genome, base.shape, options, base.recipe, context);
   const auto& run = evaluation.result;
-  result.runs.push_back({"tokens", options.lr, options.weight_decay, run.status, run.steps, 0,
-                         evaluation.validation_loss, run.seconds});
+  result.runs.push_back(
+      {"tokens", options.lr, options.weight_decay, run.status, run.steps, 0, evaluation.validation_loss, run.seconds});
   add_curve(result, run.curve);
   result.steps = run.steps;
   result.tokens = run.tokens;
@@ -157,8 +156,8 @@ CandidateResult evaluate_candidate(const train::EvaluationOptions& base, const E
     result.objective = NAN;
     if (train::is_out_of_memory(e)) {  // one line with the shape, never the allocator's trace
       result.status = CandidateStatus::OutOfMemory;
-      result.error = "out of memory training " + train::describe_training_shape(request.proposal.genome, base,
-                                                                                 team != nullptr ? team->size() : 1);
+      result.error = "out of memory training " +
+                     train::describe_training_shape(request.proposal.genome, base, team != nullptr ? team->size() : 1);
     } else {
       result.status = CandidateStatus::Failed;
       result.error = e.what();
@@ -167,7 +166,8 @@ CandidateResult evaluate_candidate(const train::EvaluationOptions& base, const E
   if (result.status == CandidateStatus::OutOfMemory) {
     const int team_size = context.reducer != nullptr ? context.reducer->size() : 1;
     if (result.error.empty())
-      result.error = "out of memory training " + train::describe_training_shape(request.proposal.genome, base, team_size);
+      result.error =
+          "out of memory training " + train::describe_training_shape(request.proposal.genome, base, team_size);
     log::warn("candidate " + std::to_string(result.candidate_id) + ": " + result.error);
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

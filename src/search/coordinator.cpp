@@ -34,8 +34,8 @@ Assignment deserialize_assignment(const std::string& bytes) {
   return a;
 }
 
-Coordinator::Coordinator(const SearchOptions& options, std::unique_ptr<search::Strategy> strategy,
-                         SearchRecord record, std::string results_path, const dist::Communicator& world, int team_size)
+Coordinator::Coordinator(const SearchOptions& options, std::unique_ptr<search::Strategy> strategy, SearchRecord record,
+                         std::string results_path, const dist::Communicator& world, int team_size)
     : options_(options),
       strategy_(std::move(strategy)),
       record_(std::move(record)),

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "hnas/search/search_job.hpp"
 #include "hnas/dist/communicator.hpp"
 #include "hnas/search/candidate_evaluation.hpp"
+#include "hnas/search/search_job.hpp"
 #include "hnas/search/search_record.hpp"
 
 namespace hnas::search {

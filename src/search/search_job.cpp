@@ -189,7 +189,8 @@ io::Provenance current_provenance(const SearchOptions& o, const SearchJob& job) 
   auto provenance = search_provenance(o, job);
   const auto& tokens = o.evaluation.tokens;
   if (o.evaluation.objective == train::Objective::Tokens)
-    provenance.data_fingerprint = data::fingerprint_shards(data::all_shard_specs(tokens.train_paths, tokens.valid_paths));
+    provenance.data_fingerprint =
+        data::fingerprint_shards(data::all_shard_specs(tokens.train_paths, tokens.valid_paths));
   return provenance;
 }
 
@@ -207,9 +208,8 @@ Startup start_up(const SearchOptions& o, const SearchJob& job) {
     HNAS_CHECK(!on_tokens || evaluation.tokens.batch_size >= o.ranks_per_candidate, ConfigError,
                "tokens.batch_size = " << evaluation.tokens.batch_size << " is smaller than search.ranks_per_candidate");
     auto strategy_options = o.strategy;
-    strategy_options.seconds_per_evaluation =
-        estimate_evaluation_seconds(evaluation, o.strategy.space.num_layers,
-                                    job.gpu >= 0 ? 0 : 0.5 * train::measure_cpu_sgemm_flops(512, 3));
+    strategy_options.seconds_per_evaluation = estimate_evaluation_seconds(
+        evaluation, o.strategy.space.num_layers, job.gpu >= 0 ? 0 : 0.5 * train::measure_cpu_sgemm_flops(512, 3));
     auto strategy = make_strategy(strategy_options);
     // The largest candidates (the deepest, all of one primitive) must fit every rank.
     const auto depth = std::max(o.strategy.space.num_layers, o.strategy.target_layers);
@@ -255,10 +255,9 @@ void print_plan(const SearchOptions& o, const SearchJob& job) {
       feasible ? std::to_string(*feasible).c_str() : log::format("%.3g", space.unconstrained_size()).c_str(),
       static_cast<long>(st.max_evaluations), static_cast<unsigned long>(st.seed)));
   const int world_size = job.world->size();
-  log::info(log::format("%d ranks in %d teams of %ld; %d threads per rank; objective %s; run directory %s",
-                        world_size, static_cast<int>(world_size / o.ranks_per_candidate),
-                        static_cast<long>(o.ranks_per_candidate), at::get_num_threads(),
-                        train::objective_name(o.evaluation.objective), job.run_dir.c_str()));
+  log::info(log::format("%d ranks in %d teams of %ld; %d threads per rank; objective %s; run directory %s", world_size,
+                        static_cast<int>(world_size / o.ranks_per_candidate), static_cast<long>(o.ranks_per_candidate),
+                        at::get_num_threads(), train::objective_name(o.evaluation.objective), job.run_dir.c_str()));
 }
 
 }  // namespace
@@ -280,8 +279,7 @@ int run_search(const SearchOptions& options, const SearchJob& job) {
   if (job.gpu >= 0) {  // every CUDA team reduces over NCCL, a one-rank team too (cheap, and it tests the path)
     team.reducer = dist::make_nccl_reducer(team.comm, job.gpu, job.nccl_timeout);
     team.device = torch::Device(torch::kCUDA, job.gpu);
-  }
-  else if (team_size > 1)
+  } else if (team_size > 1)
     team.reducer = dist::make_mpi_reducer(team.comm);
   // From here a rank that waits longer than this for a peer inside a training step ends
   // the job (the waits for work above are exempt).
@@ -297,7 +295,7 @@ int run_search(const SearchOptions& options, const SearchJob& job) {
     end = follow(options, team);
   }
   dist::set_stall_timeout(0);  // the last teams may finish long after the first
-  world.barrier();              // results.h5 is durable before any rank exits
+  world.barrier();             // results.h5 is durable before any rank exits
   if (end == AssignmentKind::Stop) {
     log::info("search stopped early; its state is saved. Rerun the same command to resume (exit code 75).");
     return kExitResumable;

@@ -263,11 +263,10 @@ void SearchRecord::save(const std::string& path) const {
     const auto genome = arch::Genome::parse(r.arch);
     std::vector<Cell> row;
     row.reserve(candidates.table().columns.size());  // no reallocation of the cells
-    for (Cell cell :
-         {Cell{r.candidate_id}, Cell{r.arch}, Cell{static_cast<int64_t>(genome.size())},
-          Cell{static_cast<int64_t>(genome.count(arch::Primitive::Attention))}, Cell{int64_t{r.rung}},
-          Cell{int64_t{r.stage}}, Cell{r.fidelity}, Cell{r.objective}, Cell{int64_t{r.valid}},
-          Cell{std::string(candidate_status_name(r.status))}})
+    for (Cell cell : {Cell{r.candidate_id}, Cell{r.arch}, Cell{static_cast<int64_t>(genome.size())},
+                      Cell{static_cast<int64_t>(genome.count(arch::Primitive::Attention))}, Cell{int64_t{r.rung}},
+                      Cell{int64_t{r.stage}}, Cell{r.fidelity}, Cell{r.objective}, Cell{int64_t{r.valid}},
+                      Cell{std::string(candidate_status_name(r.status))}})
       row.push_back(std::move(cell));
     for (size_t t = 0; t < task_names_.size(); ++t) row.emplace_back(t < r.task_scores.size() ? r.task_scores[t] : NAN);
     for (Cell cell : {Cell{r.validation_loss}, Cell{r.parameters}, Cell{r.non_embedding_parameters},
@@ -278,7 +277,8 @@ void SearchRecord::save(const std::string& path) const {
     for (size_t i = 0; i < r.runs.size(); ++i) {
       const auto& run = r.runs[i];
       runs.row({r.candidate_id, int64_t{r.rung}, static_cast<int64_t>(i), clip_text(run.label), run.lr,
-                run.weight_decay, std::string(train::run_status_name(run.status)), run.steps, run.accuracy, run.loss, run.seconds});
+                run.weight_decay, std::string(train::run_status_name(run.status)), run.steps, run.accuracy, run.loss,
+                run.seconds});
     }
     for (const auto& point : r.curve)
       curves.row({r.candidate_id, int64_t{r.rung}, int64_t{point.run}, point.step, point.loss});
@@ -367,10 +367,10 @@ SearchRecord SearchRecord::load(const std::string& path) {
   for (size_t i = 0; i < runs.size(); ++i) {
     const auto it = evaluation.find({runs.integer(i, "candidate_id"), runs.integer(i, "rung")});
     HNAS_CHECK(it != evaluation.end(), InputError, path << ": /search/runs row " << i << " has no candidate");
-    record.results_[it->second].runs.push_back(
-        {runs.text(i, "label"), runs.real(i, "lr"), runs.real(i, "weight_decay"),
-         train::parse_run_status(runs.text(i, "status")),
-         runs.integer(i, "steps"), runs.real(i, "accuracy"), runs.real(i, "loss"), runs.real(i, "seconds")});
+    record.results_[it->second].runs.push_back({runs.text(i, "label"), runs.real(i, "lr"), runs.real(i, "weight_decay"),
+                                                train::parse_run_status(runs.text(i, "status")),
+                                                runs.integer(i, "steps"), runs.real(i, "accuracy"),
+                                                runs.real(i, "loss"), runs.real(i, "seconds")});
   }
   for (size_t i = 0; i < curves.size(); ++i) {
     const auto it = evaluation.find({curves.integer(i, "candidate_id"), curves.integer(i, "rung")});

@@ -38,8 +38,7 @@ const char* objective_name(Objective objective) {
   return objective == Objective::Mad ? "MAD mean accuracy" : "token validation loss";
 }
 
-MemoryEstimate estimate_evaluation_memory(const arch::Genome& genome, const EvaluationOptions& options,
-                                          int team_size) {
+MemoryEstimate estimate_evaluation_memory(const arch::Genome& genome, const EvaluationOptions& options, int team_size) {
   const auto run = largest_run(options, team_size);
   auto shape = options.shape;
   shape.vocab_size = run.vocab;
@@ -55,8 +54,7 @@ std::string describe_training_shape(const arch::Genome& genome, const Evaluation
                      static_cast<long>(run.rows), static_cast<long>(run.seq_len));
 }
 
-void check_memory_fits(const arch::Genome& genome, const EvaluationOptions& options, int team_size,
-                       int ranks_on_node) {
+void check_memory_fits(const arch::Genome& genome, const EvaluationOptions& options, int team_size, int ranks_on_node) {
   if (options.on_gpu) return;
   const int64_t available = available_memory_bytes();
   if (available < 0) return;  // nothing readable: the allocator will tell

@@ -90,9 +90,8 @@ std::vector<data::MadSetting> selected_settings(const MadEvaluationOptions& o) {
 }
 
 MadRun train_mad_setting(const arch::Genome& genome, const arch::ModelShape& shape, const data::MadData& data,
-                         const data::MadSetting& setting, double lr, double weight_decay,
-                         const MadEvaluationOptions& o, const TrainingRecipe& recipe,
-                         const TrainingContext& context) {
+                         const data::MadSetting& setting, double lr, double weight_decay, const MadEvaluationOptions& o,
+                         const TrainingRecipe& recipe, const TrainingContext& context) {
   const std::string label = setting.label() + log::format(" lr=%g wd=%g", lr, weight_decay);
   model::HybridModelOptions model_options;
   model_options.genome = genome;

@@ -94,8 +94,7 @@ TokenEvaluation evaluate_tokens(const arch::Genome& genome, const arch::ModelSha
   WindowBatches batches(sampler);
   TokenEvaluation evaluation;
   evaluation.result = train_model(
-      model, batches, [&](model::HybridModel& m) { return evaluate_windows(m, sampler, context.reducer); }, t,
-      context);
+      model, batches, [&](model::HybridModel& m) { return evaluate_windows(m, sampler, context.reducer); }, t, context);
   evaluation.validation_loss = evaluation.result.evals.empty() ? NAN : evaluation.result.evals.back().metrics.loss;
   evaluation.objective = -evaluation.validation_loss;
   return evaluation;

@@ -10,9 +10,9 @@ namespace {
 
 using namespace hnas;
 using search::CandidateResult;
+using search::CandidateStatus;
 using search::SearchEvent;
 using search::SearchRecord;
-using search::CandidateStatus;
 using search::SearchStatus;
 
 CandidateResult sample_result(int64_t id, const std::string& arch, int rung) {

@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "hnas/core/log.hpp"
-#include "hnas/train/mad_evaluation.hpp"
 #include "hnas/core/process.hpp"
+#include "hnas/train/mad_evaluation.hpp"
 #include "hnas/train/throughput.hpp"
 
 namespace {

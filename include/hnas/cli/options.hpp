@@ -20,7 +20,7 @@ enum class Command { Help, Version, Evaluate, Search };
 
 struct Invocation {
   Command command = Command::Help;
-  std::string help;         ///< usage text for Command::Help
+  std::string help;          ///< usage text for Command::Help
   bool usage_error = false;  ///< Help because no command was given: exit code 2
   pipeline::JobOptions job;
   pipeline::EvaluateOptions evaluate;  ///< Command::Evaluate

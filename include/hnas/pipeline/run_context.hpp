@@ -20,8 +20,8 @@ namespace hnas::pipeline {
 
 /// The [run] section and the job-wide command-line settings.
 struct JobOptions {
-  int threads = 0;            ///< intra-op CPU threads per rank (0: SLURM_CPUS_PER_TASK, else cores / ranks on the node)
-  bool cuda = false;          ///< run.device = cuda: one GPU per rank (node-local rank modulo the visible GPUs)
+  int threads = 0;    ///< intra-op CPU threads per rank (0: SLURM_CPUS_PER_TASK, else cores / ranks on the node)
+  bool cuda = false;  ///< run.device = cuda: one GPU per rank (node-local rank modulo the visible GPUs)
   double nccl_timeout = 600;  ///< seconds a NCCL collective may make no progress before the job aborts
   double stall_timeout = 0;   ///< seconds a rank may wait for a peer inside training before the job ends (0: forever)
   std::string run_dir;        ///< empty for commands without one (evaluate)

@@ -22,23 +22,21 @@ struct EvaluationOptions {
   Objective objective = Objective::Mad;
   arch::ModelShape shape;  ///< vocabulary and lengths are set per task/dataset
   TrainingRecipe recipe;
-  MadEvaluationOptions mad;        ///< objective Mad only
-  TokenEvaluationOptions tokens;   ///< objective Tokens only
-  bool on_gpu = false;             ///< models train on CUDA (the job chooses the device)
+  MadEvaluationOptions mad;       ///< objective Mad only
+  TokenEvaluationOptions tokens;  ///< objective Tokens only
+  bool on_gpu = false;            ///< models train on CUDA (the job chooses the device)
 };
 
 /// The memory one of `team_size` ranks needs to train `genome` under `options` (the
 /// largest MAD setting, or the token run): rows per rank = the batch split over the
 /// team, then over train.micro_batches. Pure.
-MemoryEstimate estimate_evaluation_memory(const arch::Genome& genome, const EvaluationOptions& options,
-                                          int team_size);
+MemoryEstimate estimate_evaluation_memory(const arch::Genome& genome, const EvaluationOptions& options, int team_size);
 
 /// Throws ConfigError with the numbers and the key to change when that estimate exceeds
 /// the memory this rank may use (available_memory_bytes() shared by `ranks_on_node`
 /// ranks). CPU training only: on a GPU the device's memory decides, and the allocator's
 /// failure is reported as out of memory. Rank-local.
-void check_memory_fits(const arch::Genome& genome, const EvaluationOptions& options, int team_size,
-                       int ranks_on_node);
+void check_memory_fits(const arch::Genome& genome, const EvaluationOptions& options, int team_size, int ranks_on_node);
 
 /// "AAMM (d_model 128, 16 heads) on 64 rows of 128 tokens per rank": for out-of-memory
 /// messages. Pure.

@@ -81,7 +81,7 @@ struct TrainingContext {
   /// summed over the team; stop and time-out decisions and evaluation results are agreed
   /// over the team, so its ranks always take the same path.
   dist::GradientReducer* reducer = nullptr;
-  std::function<bool()> should_stop;  ///< polled at every step boundary (a stop signal, a coordinator)
+  std::function<bool()> should_stop;   ///< polled at every step boundary (a stop signal, a coordinator)
   torch::Device device = torch::kCPU;  ///< where the evaluators build the model (batches follow it)
 };
 

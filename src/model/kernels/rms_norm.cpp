@@ -37,8 +37,7 @@ void rms_norm_forward(const float* x, const float* weight, float eps, int64_t ro
       const float inv = 1.0f / std::sqrt(dot(xr, xr, width) / static_cast<float>(width) + eps);
       inv_rms[row] = inv;
       int64_t c = 0;
-      for (; c + kLanes <= width; c += kLanes)
-        simd::store(yr + c, simd::load(xr + c) * inv * simd::load(weight + c));
+      for (; c + kLanes <= width; c += kLanes) simd::store(yr + c, simd::load(xr + c) * inv * simd::load(weight + c));
       for (; c < width; ++c) yr[c] = xr[c] * inv * weight[c];
     }
   });
