@@ -2,6 +2,8 @@
 // The primitive table: the one place that says what each primitive costs.
 #include "hnas/arch/primitive.hpp"
 
+#include <iterator>
+
 #include "hnas/arch/model_shape.hpp"
 #include "hnas/core/check.hpp"
 
@@ -33,11 +35,14 @@ double mlp_flops(const ModelShape& s, int64_t /*seq_len*/) {
   return 6.0 * static_cast<double>(s.d_model) * static_cast<double>(s.mlp_hidden);
 }
 
-const std::vector<PrimitiveInfo> kRegistry = {
+constexpr PrimitiveInfo kRows[] = {
     {Primitive::Attention, 'A', "attention", "grouped-query causal self-attention with rotary position embedding",
      attention_parameters, attention_flops},
     {Primitive::Mlp, 'M', "mlp", "SwiGLU MLP", mlp_parameters, mlp_flops},
 };
+static_assert(std::size(kRows) == kNumPrimitives, "one registry row per Primitive");
+
+const std::vector<PrimitiveInfo> kRegistry(std::begin(kRows), std::end(kRows));
 
 }  // namespace
 

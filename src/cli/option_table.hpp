@@ -96,13 +96,14 @@ void OptionTable::integer(const std::string& key, Int* field, Range range, const
       [key, field, range](const std::string& text, Problems& problems) {
         long long value = 0;
         if (!parse_integer(key, text, value, problems)) return;
-        const bool fits = value >= static_cast<long long>(std::numeric_limits<Int>::min()) &&
-                          static_cast<unsigned long long>(value) <= std::numeric_limits<Int>::max();
+        check_range(key, static_cast<double>(value), range, text, problems);
+        if (!range.contains(static_cast<double>(value))) return;
+        const bool fits = value < 0 ? value >= static_cast<long long>(std::numeric_limits<Int>::min())
+                                    : static_cast<unsigned long long>(value) <= std::numeric_limits<Int>::max();
         if (!fits) {
           problems.push_back(key + ": " + text + " does not fit");
           return;
         }
-        check_range(key, static_cast<double>(value), range, text, problems);
         *field = static_cast<Int>(value);
       },
       [field] { return std::to_string(*field); });

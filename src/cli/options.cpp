@@ -160,6 +160,7 @@ Invocation parse_command(Command command, const std::vector<std::string>& args) 
   invocation.job.dry_run = switches.dry_run;
   invocation.job.effective_ini = table.effective_ini();
   invocation.job.keys_free_on_resume = table.keys_free_on_resume();
+  for (const auto& key : table.keys()) invocation.job.key_defaults[key.key] = key.default_value;
   invocation.evaluate = {s.genome, s.evaluation};
   s.search.evaluation = s.evaluation;
   invocation.search = s.search;

@@ -218,8 +218,8 @@ void declare_run(OptionTable& t, Settings& s) {
   t.real("run.nccl_timeout", &job.nccl_timeout, Range::at_least(0),
          "seconds a NCCL collective may make no progress before the job aborts (0: wait forever)", kMayChange);
   t.real("run.stall_timeout", &job.stall_timeout, Range::at_least(0),
-         "seconds a rank may wait for another (a message or a collective) before the job ends, naming the rank "
-         "(0: wait forever)",
+         "seconds a rank may wait for a peer inside training (a step's or an evaluation's collectives) before the "
+         "job ends, naming the rank and the wait (0: wait forever)",
          kMayChange);
 }
 

@@ -59,12 +59,13 @@ uint64_t sampled_hash(const std::string& path, uint64_t size) {
   return hash;
 }
 
-std::map<std::string, std::string> parse_fingerprint(const std::string& fingerprint) {
-  std::map<std::string, std::string> out;
+// (name, "size:hash") per shard, in the order the shards were given.
+std::vector<std::pair<std::string, std::string>> parse_fingerprint(const std::string& fingerprint) {
+  std::vector<std::pair<std::string, std::string>> out;
   std::istringstream in(fingerprint);
   for (std::string entry; std::getline(in, entry, ';');) {
     const auto colon = entry.find(':');
-    if (colon != std::string::npos) out[entry.substr(0, colon)] = entry.substr(colon + 1);
+    if (colon != std::string::npos) out.emplace_back(entry.substr(0, colon), entry.substr(colon + 1));
   }
   return out;
 }
@@ -113,19 +114,19 @@ std::string fingerprint_shards(const std::vector<std::string>& specs) {
 
 std::string describe_fingerprint_change(const std::string& recorded, const std::string& current) {
   const auto before = parse_fingerprint(recorded), now = parse_fingerprint(current);
-  for (const auto& [name, value] : now) {
-    const auto it = before.find(name);
-    if (it == before.end()) return name + " is new";
-    if (it->second != value) {
-      const auto size_of = [](const std::string& v) { return v.substr(0, v.find(':')); };
-      return size_of(it->second) == size_of(value)
-                 ? name + " has other contents"
-                 : name + " was " + size_of(it->second) + " bytes, is " + size_of(value);
-    }
+  const auto size_of = [](const std::string& v) { return v.substr(0, v.find(':')); };
+  for (size_t i = 0; i < now.size() && i < before.size(); ++i) {
+    const auto& [name, value] = now[i];
+    const std::string which = "shard " + std::to_string(i + 1) + " (" + name + ")";
+    if (before[i].first != name) return which + " was " + before[i].first;
+    if (before[i].second != value)
+      return size_of(before[i].second) == size_of(value)
+                 ? which + " has other contents"
+                 : which + " was " + size_of(before[i].second) + " bytes, is " + size_of(value);
   }
-  for (const auto& [name, value] : before)
-    if (!now.count(name)) return name + " is no longer given";
-  return recorded.empty() ? "the run directory recorded no input data" : "the shards are given in another order";
+  if (now.size() != before.size())
+    return std::to_string(before.size()) + " shards were given, now " + std::to_string(now.size());
+  return "the fingerprints differ";
 }
 
 }  // namespace hnas::data

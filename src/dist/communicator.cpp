@@ -402,6 +402,9 @@ void agree_on_errors(const Communicator& comm, const std::function<void()>& work
   } catch (const Error& e) {
     message = e.what();
     code = e.exit_code();
+  } catch (const std::exception& e) {  // a library's failure: agreed on too, as an internal error
+    message = std::string("unexpected: ") + e.what();
+    code = kExitInternal;
   }
   const int64_t failing = comm.all_reduce_min(code != 0 ? comm.rank() : comm.size());
   if (failing == comm.size()) return;

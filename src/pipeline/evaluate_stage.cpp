@@ -111,14 +111,14 @@ class EvaluateStage final : public Stage {
     training.should_stop = [] { return stop_requested(); };
     if (context.gpu() >= 0) {
       training.device = torch::Device(torch::kCUDA, context.gpu());
-      reducer = dist::make_nccl_reducer(world, context.gpu(), context.options().nccl_timeout);
+      if (world.size() > 1) reducer = dist::make_nccl_reducer(world, context.gpu(), context.options().nccl_timeout);
     } else if (world.size() > 1) {
       reducer = dist::make_mpi_reducer(world);
     }
     training.reducer = reducer.get();
     auto recipe = e.recipe;
     if (context.gpu() < 0) recipe.trainer.peak_flops = train::measure_cpu_sgemm_flops();
-    dist::set_stall_timeout(context.options().stall_timeout);
+    const dist::ScopedStallTimeout timed(context.options().stall_timeout);
     int code = kExitOk;
     try {
       code = on_tokens ? report_tokens(train::evaluate_tokens(options_.genome, e.shape, e.tokens, recipe, training))

@@ -6,7 +6,6 @@
 #include <torch/version.h>
 #include <unistd.h>
 
-
 #include "hnas/core/check.hpp"
 #include "hnas/core/log.hpp"
 #include "hnas/core/process.hpp"
@@ -50,13 +49,17 @@ RunContext::RunContext(JobOptions options) : options_(std::move(options)), world
     if (options_.cuda) {
       HNAS_CHECK(torch::cuda::is_available(), ConfigError,
                  "run.device = cuda, but LibTorch sees no CUDA device (a CPU build of LibTorch, or no GPU here)");
-      HNAS_CHECK(dist::nccl_built(), ConfigError, "run.device = cuda needs NCCL: rebuild with -DHNAS_WITH_NCCL=ON");
+      HNAS_CHECK(world_.size() == 1 || dist::nccl_built(), ConfigError,
+                 "run.device = cuda on several ranks needs NCCL: rebuild with -DHNAS_WITH_NCCL=ON");
       gpu_ = node_rank_ % static_cast<int>(torch::cuda::device_count());
     }
-    if (world_.rank() != 0 || options_.run_dir.empty()) return;
-    if (options_.dry_run) return;  // a dry run writes nothing and may look at a directory a live job holds
-    lock_ = std::make_unique<io::RunDirectoryLock>(options_.run_dir);
   });
+}
+
+void RunContext::hold_run_directory() const {
+  // A dry run writes nothing and may look at a directory a live job holds.
+  if (lock_ || options_.run_dir.empty() || options_.dry_run) return;
+  lock_ = std::make_unique<io::RunDirectoryLock>(options_.run_dir);
 }
 
 RunContext::~RunContext() = default;

@@ -26,8 +26,10 @@ class SearchStage final : public Stage {
     job.stall_timeout = context.options().stall_timeout;
     job.run_dir = context.run_dir();
     job.dry_run = context.dry_run();
+    job.hold_run_directory = [&context] { context.hold_run_directory(); };
     job.provenance = context.provenance();
     job.keys_free_on_resume = context.options().keys_free_on_resume;
+    job.key_defaults = context.options().key_defaults;
     return job;
   }
 

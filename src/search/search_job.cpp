@@ -3,8 +3,11 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -26,36 +29,65 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The configuration a resumed search must share with the one that started it, one
-// "[section] key = value" per line: every key except those a later job may change.
-std::string resume_defining_config(const std::string& ini, const std::vector<std::string>& free_keys) {
+// "[section] key = value" lines as (section.key, value) pairs, in order.
+std::vector<std::pair<std::string, std::string>> ini_entries(const std::string& ini) {
+  std::vector<std::pair<std::string, std::string>> entries;
   std::istringstream in(ini);
-  std::string out, section;
+  std::string section;
   for (std::string line; std::getline(in, line);) {
     if (line.empty()) continue;
     if (line.front() == '[') {
       section = line.substr(1, line.find(']') - 1);
       continue;
     }
-    const std::string name = line.substr(0, line.find(' '));
-    const std::string key = section.empty() ? name : section + "." + name;
-    if (std::find(free_keys.begin(), free_keys.end(), key) == free_keys.end())
-      out += (section.empty() ? "" : "[" + section + "] ") + line + "\n";
+    const auto equals = line.find(" = ");
+    const std::string name = line.substr(0, std::min(line.find(' '), equals));
+    const std::string value = equals == std::string::npos ? "" : line.substr(equals + 3);
+    entries.emplace_back(section.empty() ? name : section + "." + name, value);
+  }
+  return entries;
+}
+
+// A value as a comparable text: list items split on commas or spaces, numbers in one
+// format (so "5e-4" and "0.0005", or "a b" and "a, b", are the same setting).
+std::string canonical_value(const std::string& value) {
+  std::string out, item;
+  const auto flush = [&] {
+    if (item.empty()) return;
+    char* end = nullptr;
+    const double number = std::strtod(item.c_str(), &end);
+    out += (out.empty() ? "" : ",") + (end != nullptr && *end == '\0' ? log::format("%.10g", number) : item);
+    item.clear();
+  };
+  for (char c : value + " ") {
+    if (c == ',' || c == ' ' || c == '\t')
+      flush();
+    else
+      item += c;
   }
   return out;
 }
 
-std::string first_difference(const std::string& a, const std::string& b) {
-  std::istringstream sa(a), sb(b);
-  std::string la, lb;
-  while (true) {
-    const bool more_a = static_cast<bool>(std::getline(sa, la));
-    const bool more_b = static_cast<bool>(std::getline(sb, lb));
-    if (!more_a && !more_b) return "";
-    if (!more_a) la = "(nothing)";
-    if (!more_b) lb = "(nothing)";
-    if (la != lb) return "run directory has \"" + la + "\", this run has \"" + lb + "\"";
+// The first key whose value differs between the recorded configuration and this job's,
+// described for the refusal; "" when they define the same search. Keys a resumed job may
+// change are skipped; a key the record lacks (written by an older hnas) matches its
+// default; a key this hnas no longer reads cannot matter.
+std::string first_difference(const std::string& recorded_ini, const std::string& current_ini, const SearchJob& job) {
+  std::map<std::string, std::string> recorded;
+  for (auto& [key, value] : ini_entries(recorded_ini)) recorded[key] = value;
+  const auto& free = job.keys_free_on_resume;
+  for (const auto& [key, value] : ini_entries(current_ini)) {
+    if (std::find(free.begin(), free.end(), key) != free.end()) continue;
+    const auto it = recorded.find(key);
+    const auto default_value = job.key_defaults.find(key);
+    const std::string before = it != recorded.end()                      ? it->second
+                               : default_value != job.key_defaults.end() ? default_value->second
+                                                                         : "";
+    if (canonical_value(before) != canonical_value(value))
+      return "run directory has " + key + " = " + (it != recorded.end() ? before : before + " (the default)") +
+             ", this run has " + key + " = " + value;
   }
+  return "";
 }
 
 struct Team {
@@ -174,11 +206,16 @@ struct Startup {
 // resumed job may change aside) on the same input data.
 void verify_same_search(const SearchRecord& record, const io::Provenance& current, const SearchJob& job) {
   const auto& recorded = record.provenance();
-  const auto difference = first_difference(resume_defining_config(recorded.config, job.keys_free_on_resume),
-                                           resume_defining_config(current.config, job.keys_free_on_resume));
+  const auto difference = first_difference(recorded.config, current.config, job);
   HNAS_CHECK(difference.empty(), ConfigError,
              job.run_dir << " holds a search with another configuration (" << difference
                          << "); rerun with the same configuration to resume, or use a new --run-dir");
+  if (recorded.data_fingerprint.empty() && !current.data_fingerprint.empty()) {
+    log::warn(job.run_dir +
+              "/results.h5 has no fingerprint of its input data (written by an older hnas); "
+              "resuming on the data given now, and recording its fingerprint");
+    return;
+  }
   HNAS_CHECK(recorded.data_fingerprint == current.data_fingerprint, ConfigError,
              job.run_dir << " holds a search on other input data ("
                          << data::describe_fingerprint_change(recorded.data_fingerprint, current.data_fingerprint)
@@ -220,11 +257,15 @@ Startup start_up(const SearchOptions& o, const SearchJob& job) {
       data::TokenDataset(data::all_shard_specs(evaluation.tokens.train_paths, evaluation.tokens.valid_paths),
                          evaluation.tokens.vocab_size);
     auto provenance = current_provenance(o, job);
+    HNAS_CHECK(job.gpu < 0 || dist::nccl_built(), ConfigError,
+               "run.device = cuda needs NCCL for the search's teams: rebuild with -DHNAS_WITH_NCCL=ON");
     if (world.rank() != 0) return;
-    if (job.dry_run && !std::filesystem::exists(job.run_dir)) return;  // a dry run leaves no trace
+    std::error_code missing;
+    if (job.dry_run && !std::filesystem::exists(job.run_dir, missing)) return;  // a dry run leaves no trace
+    if (job.hold_run_directory) job.hold_run_directory();  // inputs are valid: take the directory now
     const std::string path = job.run_dir + "/results.h5";
     std::optional<SearchRecord> record;
-    if (std::filesystem::exists(path) || std::filesystem::is_symlink(path)) {
+    if (std::filesystem::exists(path, missing) || std::filesystem::is_symlink(path, missing)) {
       record = SearchRecord::load(path);
       verify_same_search(*record, provenance, job);
       const auto& recorded = record->provenance();
@@ -281,21 +322,21 @@ int run_search(const SearchOptions& options, const SearchJob& job) {
     team.device = torch::Device(torch::kCUDA, job.gpu);
   } else if (team_size > 1)
     team.reducer = dist::make_mpi_reducer(team.comm);
-  // From here a rank that waits longer than this for a peer inside a training step ends
-  // the job (the waits for work above are exempt).
-  dist::set_stall_timeout(job.stall_timeout);
-
   AssignmentKind end;
-  if (world.rank() == 0) {
-    end = coordinate(options, *startup.coordinator, team);
-    startup.coordinator->finish();
-  } else if (team.comm.rank() == 0) {
-    end = lead(options, world, team);
-  } else {
-    end = follow(options, team);
+  {
+    // While the teams train, a rank that waits longer than this for a peer ends the job
+    // (the waits for work are exempt); start-up, the final barrier and errors are not timed.
+    const dist::ScopedStallTimeout training(job.stall_timeout);
+    if (world.rank() == 0) {
+      end = coordinate(options, *startup.coordinator, team);
+      startup.coordinator->finish();
+    } else if (team.comm.rank() == 0) {
+      end = lead(options, world, team);
+    } else {
+      end = follow(options, team);
+    }
   }
-  dist::set_stall_timeout(0);  // the last teams may finish long after the first
-  world.barrier();             // results.h5 is durable before any rank exits
+  world.barrier();  // results.h5 is durable before any rank exits
   if (end == AssignmentKind::Stop) {
     log::info("search stopped early; its state is saved. Rerun the same command to resume (exit code 75).");
     return kExitResumable;
@@ -307,7 +348,8 @@ bool search_complete(const SearchOptions& options, const SearchJob& job) {
   int64_t complete = 0;
   dist::agree_on_errors(*job.world, [&] {
     const std::string path = job.run_dir + "/results.h5";
-    if (job.world->rank() != 0 || !std::filesystem::exists(path)) return;
+    std::error_code missing;
+    if (job.world->rank() != 0 || !std::filesystem::exists(path, missing)) return;
     const auto record = SearchRecord::load(path);
     if (record.status() != SearchStatus::Completed) return;
     try {

@@ -116,6 +116,11 @@ def main():
             print(f"FAILED: the Python snippet of {doc} does not work as documented")
             sys.exit(1)
         count += 1
+    # The README alone shows 8 commands and a Python snippet: far fewer means the
+    # extraction broke, not that the documentation got shorter.
+    if count < 12:
+        print(f"FAILED: only {count} documented commands found; the extraction no longer sees the docs")
+        sys.exit(1)
     print(f"doc commands: {count} passed, 0 failed")
 
 

@@ -12,6 +12,8 @@
 #   fifo-input       a FIFO as token shard or configuration: refused at once, never blocks
 #   evaluate-mpi     `mpirun -np 2 hnas evaluate`: one evaluation, data-parallel
 #   too-large        a model and batch that cannot fit in memory: refused with the numbers
+#   older-record     a run directory written by the previous hnas (its configuration text
+#                    without newer keys, values as typed, no data fingerprint) still resumes
 case_name="$1"; shift
 source "$(dirname "$0")/search_lib.sh"
 make_shards="$(dirname "$hnas")/../../tools/hnas_make_shards"
@@ -105,7 +107,7 @@ changed-data)
   head -c 200000 /dev/urandom | base64 >"$work/corpus.txt"  # same size, other text
   "$make_shards" --output-prefix "$work/data/text" "$work/corpus.txt" >/dev/null
   search_cmd 1 --run-dir "$dir" "${tokens[@]}"; run changed_data
-  expect_refusal changed_data "holds a search on other input data (text_train_000000.bin has other contents)"
+  expect_refusal changed_data "holds a search on other input data (shard 1 (text_train_000000.bin) has other contents)"
   [ "$(md5sum <"$dir/results.h5")" = "$before" ] || { echo "FAIL: the record was changed"; exit 1; }
   ;;
 
@@ -116,11 +118,16 @@ stalled-rank)
     --search.results_overhead=1
   start stalled
   check wait-rows "$dir" 1 --pid "$mpirun_pid" --timeout 60
-  ranks=($(pgrep -P "$mpirun_pid"))
-  kill -STOP "${ranks[1]}"
+  # World rank 1, found by the rank Open MPI gave it (pgrep's order is the pids').
+  rank1=""
+  for pid in $(pgrep -P "$mpirun_pid"); do
+    tr '\0' '\n' <"/proc/$pid/environ" | grep -qx "OMPI_COMM_WORLD_RANK=1" && rank1=$pid
+  done
+  [ -n "$rank1" ] || { echo "FAIL: world rank 1 not found"; exit 1; }
+  kill -STOP "$rank1"
   stopped_at=$SECONDS
   finish stalled
-  kill -CONT "${ranks[1]}" 2>/dev/null || true
+  kill -CONT "$rank1" 2>/dev/null || true
   if [ "$status" -eq 0 ] || [ "$status" -eq 75 ]; then echo "FAIL: exit $status after a stalled rank"; exit 1; fi
   waited=$((SECONDS - stopped_at))
   if [ "$waited" -gt 40 ]; then echo "FAIL: the job took $waited s to end"; exit 1; fi
@@ -174,6 +181,28 @@ too-large)
   search_cmd 2 --run-dir "$work/too_large_search" "${huge[@]}"; run too_large_search
   expect_refusal too_large_search "per rank, but"
   [ ! -e "$work/too_large_search/results.h5" ] || { echo "FAIL: a results.h5 was written"; exit 1; }
+  ;;
+
+older-record)
+  dir="$work/older"
+  search_cmd 1 --run-dir "$dir" --search.max_evaluations=16
+  run first; expect_status 0
+  # What the previous hnas recorded: no arch line in a search, lists as the user typed
+  # them, no [run] stall_timeout, and a status that lets the rerun resume.
+  /usr/bin/python3 - "$dir/results.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r+") as f:
+    text = f["/provenance/config"].asstr()[()]
+    lines = [l for l in text.splitlines() if not l.startswith("arch =") and not l.startswith("stall_timeout")]
+    text = "\n".join(l.replace("learning_rates = 0.003", "learning_rates = 3e-3") for l in lines) + "\n"
+    del f["/provenance/config"]
+    f["/provenance/config"] = text
+    f["/search"].attrs["status"] = "stopped"
+PY
+  search_cmd 1 --run-dir "$dir" --search.max_evaluations=16; run resumed
+  expect_status 0
+  check complete "$dir" --rows 16
+  echo "ok: a record of the previous format resumes"
   ;;
 
 *) echo "unknown case $case_name"; exit 2 ;;

@@ -23,15 +23,15 @@ expect_error() {
 
 # Teams of 3 cannot tile 4 ranks: refused before the run directory is even created.
 expect_error team_size "search.ranks_per_candidate" --run-dir "$work/team_size" --search.ranks_per_candidate=3
-if [ -e "$work/team_size/results.h5" ]; then echo "FAIL: a results.h5 was left"; exit 1; fi
+if [ -e "$work/team_size" ]; then echo "FAIL: the run directory was created"; exit 1; fi
 
 # A token shard that is not there: every rank checks, one reports.
 expect_error missing_shard "/nonexistent.bin" --run-dir "$work/missing_shard" --data /nonexistent.bin
-if [ -e "$work/missing_shard/results.h5" ]; then echo "FAIL: a results.h5 was left"; exit 1; fi
+if [ -e "$work/missing_shard" ]; then echo "FAIL: the run directory was created"; exit 1; fi
 
 # A misspelt key is refused by every rank's parser; only rank 0 prints it.
 expect_error unknown_key "search.seeed" --run-dir "$work/unknown_key" --search.seeed=5
-if [ -e "$work/unknown_key/results.h5" ]; then echo "FAIL: a results.h5 was left"; exit 1; fi
+if [ -e "$work/unknown_key" ]; then echo "FAIL: the run directory was created"; exit 1; fi
 
 # Resuming with another configuration is refused and names the key that differs (the
 # search to resume ran at 2 ranks: the world size may change between jobs).

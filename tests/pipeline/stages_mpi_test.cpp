@@ -82,9 +82,16 @@ TEST(RunContext, holds_its_run_directory_against_a_second_job) {
     dir = shared_directory(scratch, "held");
   }
   pipeline::RunContext first(job(dir));
+  EXPECT_FALSE(std::filesystem::exists(dir));  // taken only once a stage has validated its inputs
+  dist::agree_on_errors(first.world(), [&] {
+    if (first.world().rank() == 0) first.hold_run_directory();
+  });
   EXPECT_TRUE(std::filesystem::is_directory(dir));
   try {
     pipeline::RunContext second(job(dir));  // what a second job on the same directory would do
+    dist::agree_on_errors(second.world(), [&] {
+      if (second.world().rank() == 0) second.hold_run_directory();
+    });
     ADD_FAILURE() << "a second RunContext took a held run directory";
   } catch (const CollectiveError& e) {  // every rank gets the refusal, not only rank 0
     EXPECT_EQ(e.exit_code(), kExitConfig);
@@ -101,6 +108,7 @@ TEST(RunContext, a_dry_run_leaves_no_run_directory) {
   auto options = job(dir);
   options.dry_run = true;
   pipeline::RunContext context(options);
+  if (context.world().rank() == 0) context.hold_run_directory();
   EXPECT_FALSE(std::filesystem::exists(dir));
 }
 

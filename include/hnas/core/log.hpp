@@ -18,10 +18,10 @@ void warn(const std::string& line);
 /// To stderr on every rank, tagged "[rank N] error:".
 void error(const std::string& line);
 
-/// printf-style formatting into a std::string.
 /// The current time in UTC as ISO 8601 ("2026-12-01T21:00:00Z"), as log lines start.
 std::string utc_timestamp();
 
+/// printf-style formatting into a std::string.
 std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /// "1h02m", "3m05s", "12.3s": durations for ETA columns.

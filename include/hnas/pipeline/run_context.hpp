@@ -5,6 +5,7 @@
 // stage records.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,15 +28,14 @@ struct JobOptions {
   std::string run_dir;        ///< empty for commands without one (evaluate)
   bool dry_run = false;       ///< validate and print the plan; train and write nothing
   std::string effective_ini;  ///< every key with its effective value, re-loadable
-  std::vector<std::string> keys_free_on_resume;  ///< keys a resumed run may change
+  std::vector<std::string> keys_free_on_resume;     ///< keys a resumed run may change
+  std::map<std::string, std::string> key_defaults;  ///< every key's default, as INI text
 };
 
 class RunContext {
  public:
   /// Collective over MPI_COMM_WORLD (MPI must be running): sets this rank's log prefix,
-  /// thread count and GPU, and on rank 0 takes the run directory (created if missing,
-  /// refused when not writable or held by another live job) unless this is a dry run on a
-  /// directory that does not exist. Problems throw CollectiveError on every rank.
+  /// thread count and GPU. Problems throw CollectiveError on every rank.
   explicit RunContext(JobOptions options);
   ~RunContext();
   RunContext(const RunContext&) = delete;
@@ -52,12 +52,18 @@ class RunContext {
   /// Versions, host, start time, world size and the configuration text.
   const io::Provenance& provenance() const { return provenance_; }
 
+  /// Takes the run directory for the rest of the job: creates it if missing, refuses it
+  /// when it is not writable or another live job holds it (ConfigError naming the
+  /// holder). Rank 0, once the stage has validated its inputs (a refused configuration
+  /// leaves no directory behind); later calls do nothing, as does a dry run.
+  void hold_run_directory() const;
+
  private:
   JobOptions options_;
   dist::Communicator world_;
   int node_rank_ = 0, ranks_on_node_ = 1, gpu_ = -1, threads_ = 1;
   io::Provenance provenance_;
-  std::unique_ptr<io::RunDirectoryLock> lock_;  // rank 0, when the job has a run directory
+  mutable std::unique_ptr<io::RunDirectoryLock> lock_;  // rank 0, once a stage holds the run directory
 };
 
 }  // namespace hnas::pipeline

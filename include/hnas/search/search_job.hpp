@@ -5,6 +5,8 @@
 // batch barrier), and each team trains its candidate data-parallel.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,10 +42,16 @@ struct SearchJob {
   double stall_timeout = 0;                   ///< seconds a rank may wait for a peer inside training (0: forever)
   std::string run_dir;                        ///< results.h5 lives here (held by the job's lock)
   bool dry_run = false;                       ///< validate and print the plan, write nothing
-  io::Provenance provenance;                  ///< the job's (configuration text, versions, host, data)
+  /// Takes the run directory (pipeline::RunContext::hold_run_directory). Rank 0, after
+  /// validation and before results.h5 is read; may be empty (tests).
+  std::function<void()> hold_run_directory;
+  io::Provenance provenance;  ///< the job's (configuration text, versions, host, data)
   /// Keys ("section.key") a resumed search may change; every other key of the recorded
   /// configuration must equal this job's (from the option table's resume flags).
   std::vector<std::string> keys_free_on_resume;
+  /// Every key's default as INI text: a key that a record written by an older hnas lacks
+  /// is compared as its default.
+  std::map<std::string, std::string> key_defaults;
 };
 
 /// Runs (or resumes) the search in job.run_dir and returns the exit code: 0 done,
