@@ -15,6 +15,7 @@
 #include "hnas/core/check.hpp"
 #include "hnas/core/files.hpp"
 #include "hnas/io/h5.hpp"
+#include "hnas/io/results_table.hpp"
 
 // Shard headers and tokens are little-endian and are read with plain loads.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -270,7 +271,7 @@ void write_bin_shard(const std::string& path, const std::vector<uint16_t>& token
   header[0] = kShardMagic;
   header[1] = kShardVersionU16;
   header[2] = static_cast<int32_t>(tokens.size());
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = io::temporary_name(path);
   std::FILE* file = std::fopen(tmp.c_str(), "wb");
   if (file == nullptr) throw_write_error(path, std::strerror(errno));
   errno = 0;
@@ -286,7 +287,7 @@ void write_bin_shard(const std::string& path, const std::vector<uint16_t>& token
 }
 
 void write_h5_shard(const std::string& path, const std::vector<uint16_t>& tokens, const std::string& dataset) {
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = io::temporary_name(path);
   try {
     io::H5File file = io::create_file(tmp);
     // 64 Ki-token chunks (128 KiB) fit HDF5's default 1 MiB chunk cache, and a random

@@ -31,14 +31,6 @@ std::string directory_of(const std::string& path) {
   return directory.empty() ? "." : directory;
 }
 
-// "<path>.tmp.<host>.<pid>.<n>": no other process, and no other call of this one, can take
-// the name, so concurrent writers never rename or remove each other's temporary; it stays in
-// the target's directory so that rename(2) is atomic.
-std::string temporary_name(const std::string& path) {
-  return path + ".tmp." + detail::host_name() + "." + std::to_string(::getpid()) + "." +
-         std::to_string(++g_temporaries);
-}
-
 // Removes temporaries of `path` left by killed writers on this host. Those of live
 // processes, and all from other hosts (whose processes cannot be asked), stay.
 void remove_stale_temporaries(const std::string& path) noexcept {
@@ -117,6 +109,11 @@ void fsync_directory(const std::string& path) {
 }
 
 }  // namespace
+
+std::string temporary_name(const std::string& path) {
+  return path + ".tmp." + detail::host_name() + "." + std::to_string(::getpid()) + "." +
+         std::to_string(++g_temporaries);
+}
 
 void write_file_atomically(const std::string& path, const std::function<void(hid_t file)>& fill) {
   disable_hdf5_error_printing();

@@ -108,4 +108,9 @@ std::string read_string_dataset(hid_t location, const std::string& name);
 ///   });
 void write_file_atomically(const std::string& path, const std::function<void(hid_t file)>& fill);
 
+/// "<path>.tmp.<host>.<pid>.<n>": a temporary name for `path` that no other process, and no
+/// other call in this one, can take, in the target's directory so that rename(2) is atomic.
+/// Rank-local.
+std::string temporary_name(const std::string& path);
+
 }  // namespace hnas::io
