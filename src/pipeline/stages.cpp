@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "hnas/core/check.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/core/log.hpp"
 #include "hnas/pipeline/stage.hpp"
@@ -45,6 +46,9 @@ std::unique_ptr<Stage> make_search_stage(search::SearchOptions options) {
 int run_stages(RunContext& context, const std::vector<std::unique_ptr<Stage>>& stages) {
   int code = kExitOk;
   for (const auto& stage : stages) {
+    // cli requires --run-dir for every command whose stages keep output there.
+    HNAS_ASSERT(!stage->needs_run_dir() || !context.run_dir().empty(),
+                "stage " << stage->name() << " needs a run directory and the job has none");
     if (stage->complete(context)) {
       log::info(std::string(stage->name()) + ": complete in " + context.run_dir() + "; skipped");
       continue;

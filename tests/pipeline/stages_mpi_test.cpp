@@ -53,7 +53,7 @@ pipeline::JobOptions job(const std::string& run_dir = "") {
 }
 
 TEST(RunStages, skips_complete_stages_and_stops_at_the_first_that_does_not_finish) {
-  pipeline::RunContext context(job());
+  pipeline::RunContext context(job("/nonexistent/run"));  // named, never taken: the fakes write nothing
   std::vector<std::string> log;
   std::vector<std::unique_ptr<pipeline::Stage>> stages;
   stages.push_back(std::make_unique<FakeStage>(log, "search", true, kExitOk));
@@ -110,6 +110,15 @@ TEST(RunContext, a_dry_run_leaves_no_run_directory) {
   pipeline::RunContext context(options);
   if (context.world().rank() == 0) context.hold_run_directory();
   EXPECT_FALSE(std::filesystem::exists(dir));
+}
+
+TEST(RunStages, a_stage_that_keeps_output_needs_a_run_directory) {
+  pipeline::RunContext context(job());
+  std::vector<std::string> log;
+  std::vector<std::unique_ptr<pipeline::Stage>> stages;
+  stages.push_back(std::make_unique<FakeStage>(log, "search", false, kExitOk));
+  EXPECT_THROW(pipeline::run_stages(context, stages), InternalError);
+  EXPECT_TRUE(log.empty());
 }
 
 }  // namespace
