@@ -27,6 +27,13 @@ const char* kUsage =
     "  search     search architectures (strategy over a space; teams of ranks evaluate\n"
     "             candidates data-parallel); results in RUN_DIR/results.h5; rerun resumes:\n"
     "               mpirun -np 4 hnas search --config inputs/search_cpu.ini --run-dir runs/s1\n"
+    "  aggregate  combine the search's top K-means cluster layer by layer (N_c clustering),\n"
+    "             evaluate the aggregate as the search would, record it in /aggregate:\n"
+    "               mpirun -np 2 hnas aggregate --run-dir runs/s1\n"
+    "  extrapolate  scale an architecture to a target size (stacking or stretching) and\n"
+    "             compare it with the target's Llama baseline (/extrapolate with --run-dir):\n"
+    "               hnas extrapolate --arch AAMMMM --method stack --target 1B\n"
+    "               hnas extrapolate --run-dir runs/s1 --target 350M\n"
     "\n"
     "Every key of the INI file (--config FILE) can be given on the command line as\n"
     "--section.key=value, which overrides the file; `hnas <command> --help` lists them.\n"
@@ -37,12 +44,25 @@ const char* kUsage =
 struct Switches {
   bool help = false;
   bool dry_run = false;
+  bool partial = false;
   std::string config;
   std::string run_dir;
 };
 
 // One table of the keys `s.command` reads, section by section.
 void declare_keys(OptionTable& table, Settings& s) {
+  switch (s.command) {
+    case Command::Aggregate:
+      declare_aggregate(table, s);
+      declare_run(table, s);
+      return;
+    case Command::Extrapolate:
+      declare_top_level(table, s);
+      declare_extrapolate(table, s);
+      return;
+    default:
+      break;
+  }
   declare_top_level(table, s);
   declare_model(table, s);
   declare_train(table, s);
@@ -55,14 +75,36 @@ void declare_keys(OptionTable& table, Settings& s) {
   }
 }
 
+const char* command_name(Command command) {
+  switch (command) {
+    case Command::Search:
+      return "search";
+    case Command::Aggregate:
+      return "aggregate";
+    case Command::Extrapolate:
+      return "extrapolate";
+    default:
+      return "evaluate";
+  }
+}
+
 po::options_description describe(const OptionTable& table, Command command, Switches& switches) {
-  po::options_description d(command == Command::Search ? "hnas search options" : "hnas evaluate options");
+  po::options_description d(std::string("hnas ") + command_name(command) + " options");
   d.add_options()("help,h", po::bool_switch(&switches.help), "print this help");
   d.add_options()("config", po::value<std::string>(&switches.config), "INI file with any of the keys below");
-  d.add_options()("dry-run", po::bool_switch(&switches.dry_run), "validate, print the plan, train nothing");
+  d.add_options()("dry-run", po::bool_switch(&switches.dry_run), "validate, print the plan, train and write nothing");
   if (command == Command::Search)
     d.add_options()("run-dir", po::value<std::string>(&switches.run_dir),
                     "run directory (results.h5); rerunning on it resumes");
+  if (command == Command::Aggregate) {
+    d.add_options()("run-dir", po::value<std::string>(&switches.run_dir),
+                    "run directory of the search (results.h5); /aggregate is written there");
+    d.add_options()("partial", po::bool_switch(&switches.partial),
+                    "aggregate a search that has not completed (said so in the output and the record)");
+  }
+  if (command == Command::Extrapolate)
+    d.add_options()("run-dir", po::value<std::string>(&switches.run_dir),
+                    "run directory: take its aggregate (unless --arch) and write /extrapolate there");
   table.describe_to(d);
   return d;
 }
@@ -92,23 +134,39 @@ void read_command_line(const std::vector<std::string>& args, const po::options_d
   po::store(parsed, values);  // first: the command line wins over the file
 }
 
+// `source` names the text in messages; a recorded configuration (`recorded`) may hold
+// keys of another hnas version, which are ignored.
+void read_config_text(std::string content, const std::string& source, bool recorded,
+                      const po::options_description& description, po::variables_map& values) {
+  if (content.rfind("\xEF\xBB\xBF", 0) == 0) content.erase(0, 3);  // a UTF-8 byte-order mark from an editor
+  std::istringstream in(content);
+  try {
+    po::store(po::parse_config_file(in, description, /*allow_unregistered=*/recorded), values);
+  } catch (const po::error& e) {
+    throw ConfigError(std::string(e.what()) + " (in " + source + ")");
+  }
+}
+
 void read_config_file(const std::string& path, const po::options_description& description, po::variables_map& values) {
   require_readable_file(path, "config file");
   std::ifstream file(path, std::ios::binary);
   std::stringstream text;
   text << file.rdbuf();
   HNAS_CHECK(file.good() || file.eof(), InputError, "config file " << printable(path) << " cannot be read");
-  std::string content = text.str();
-  if (content.rfind("\xEF\xBB\xBF", 0) == 0) content.erase(0, 3);  // a UTF-8 byte-order mark from an editor
-  std::istringstream in(content);
-  try {
-    po::store(po::parse_config_file(in, description, /*allow_unregistered=*/false), values);
-  } catch (const po::error& e) {
-    throw ConfigError(std::string(e.what()) + " (in " + printable(path) + ")");
-  }
+  read_config_text(text.str(), printable(path), false, description, values);
 }
 
 void check_all(Settings& s, Problems& problems) {
+  if (s.command == Command::Aggregate) {
+    check_aggregate(s, problems);
+    check_run(s, problems);
+    return;
+  }
+  if (s.command == Command::Extrapolate) {
+    check_top_level(s, problems);
+    check_extrapolate(s, problems);
+    return;
+  }
   check_top_level(s, problems);
   check_run(s, problems);
   check_model(s, problems);
@@ -125,17 +183,35 @@ void check_all(Settings& s, Problems& problems) {
   throw ConfigError(message);
 }
 
-Invocation parse_command(Command command, const std::vector<std::string>& args) {
+// `hnas extrapolate --target 1B --method stack`: the two keys users type most, without
+// their section.
+std::vector<std::string> expand_shortcuts(Command command, std::vector<std::string> args) {
+  if (command != Command::Extrapolate) return args;
+  for (auto& arg : args)
+    for (const char* key : {"target", "method"}) {
+      const std::string flag = std::string("--") + key;
+      if (arg == flag || arg.rfind(flag + "=", 0) == 0) arg = "--extrapolate." + arg.substr(2);
+    }
+  return args;
+}
+
+// `recorded_config`: parse this recorded configuration instead of a command line.
+Invocation parse_command(Command command, const std::vector<std::string>& args,
+                         const std::string* recorded_config = nullptr) {
   Settings s = default_settings(command);
   OptionTable table;
   declare_keys(table, s);
   Switches switches;
   const auto description = describe(table, command, switches);
   po::variables_map values;
-  const std::string name = command == Command::Search ? "search" : "evaluate";
+  const std::string name = command_name(command);
   try {
-    read_command_line(args, description, values);
-    if (values.count("config")) read_config_file(values["config"].as<std::string>(), description, values);
+    if (recorded_config) {
+      read_config_text(*recorded_config, "the recorded configuration", true, description, values);
+    } else {
+      read_command_line(expand_shortcuts(command, args), description, values);
+      if (values.count("config")) read_config_file(values["config"].as<std::string>(), description, values);
+    }
     po::notify(values);
   } catch (const po::error& e) {
     throw ConfigError(std::string(e.what()) + "; try hnas " + name + " --help");
@@ -150,8 +226,12 @@ Invocation parse_command(Command command, const std::vector<std::string>& args) 
   Problems problems;
   table.assign(values, problems);
   check_all(s, problems);
-  if (command == Command::Search && switches.run_dir.empty())
+  if (command == Command::Search && switches.run_dir.empty() && !recorded_config)
     problems.push_back("--run-dir is required (the directory of results.h5; rerunning resumes)");
+  if (command == Command::Aggregate && switches.run_dir.empty())
+    problems.push_back("--run-dir is required (the run directory of the search to aggregate)");
+  if (command == Command::Extrapolate && switches.run_dir.empty() && s.arch.empty())
+    problems.push_back("give --arch ARCH, or --run-dir DIR to extrapolate the aggregate of a search");
   if (!problems.empty()) throw_problems(problems);
 
   invocation.command = command;
@@ -164,6 +244,10 @@ Invocation parse_command(Command command, const std::vector<std::string>& args) 
   invocation.evaluate = {s.genome, s.evaluation};
   s.search.evaluation = s.evaluation;
   invocation.search = s.search;
+  s.aggregate.partial = switches.partial;
+  s.aggregate.search_options = search_options_from_config;
+  invocation.aggregate = s.aggregate;
+  invocation.extrapolate = s.extrapolate;
   return invocation;
 }
 
@@ -197,17 +281,24 @@ Invocation parse_command_line(int argc, const char* const* argv) {
     invocation.command = Command::Version;
     return invocation;
   }
-  HNAS_CHECK(command == "evaluate" || command == "search", ConfigError,
-             "unknown command \"" << printable(command) << "\"; the commands are evaluate and search (hnas --help)");
-  return parse_command(command == "search" ? Command::Search : Command::Evaluate,
-                       std::vector<std::string>(argv + 2, argv + argc));
+  for (auto c : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate})
+    if (command == command_name(c)) return parse_command(c, std::vector<std::string>(argv + 2, argv + argc));
+  throw ConfigError("unknown command \"" + printable(command) +
+                    "\"; the commands are evaluate, search, aggregate and extrapolate (hnas --help)");
 }
 
 std::vector<std::unique_ptr<pipeline::Stage>> stages_of(const Invocation& invocation) {
   std::vector<std::unique_ptr<pipeline::Stage>> stages;
   if (invocation.command == Command::Evaluate) stages.push_back(pipeline::make_evaluate_stage(invocation.evaluate));
   if (invocation.command == Command::Search) stages.push_back(pipeline::make_search_stage(invocation.search));
+  if (invocation.command == Command::Aggregate) stages.push_back(pipeline::make_aggregate_stage(invocation.aggregate));
+  if (invocation.command == Command::Extrapolate)
+    stages.push_back(pipeline::make_extrapolate_stage(invocation.extrapolate));
   return stages;
+}
+
+search::SearchOptions search_options_from_config(const std::string& ini) {
+  return parse_command(Command::Search, {}, &ini).search;
 }
 
 std::vector<KeyInfo> declared_keys(Command command) {

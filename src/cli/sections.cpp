@@ -36,6 +36,11 @@ Settings default_settings(Command command) {
 // ---- top level: what is evaluated ----
 
 void declare_top_level(OptionTable& t, Settings& s) {
+  if (s.command == Command::Aggregate) return;  // reads the search's results
+  if (s.command == Command::Extrapolate) {
+    t.text("arch", &s.arch, "architecture to extrapolate (empty: the aggregate in --run-dir)");
+    return;
+  }
   t.text("arch", &s.arch,
          s.command == Command::Search ? "(hnas evaluate only: the search chooses the architectures)"
                                       : "architecture: letters (AAMMMM) or run-length (A2M4)");
@@ -44,6 +49,10 @@ void declare_top_level(OptionTable& t, Settings& s) {
 }
 
 void check_top_level(Settings& s, Problems& problems) {
+  if (s.command == Command::Extrapolate) {
+    if (!s.arch.empty()) gather(problems, [&] { s.extrapolate.arch = arch::Genome::parse(s.arch); });
+    return;
+  }
   if (s.command == Command::Search) {
     if (!s.arch.empty())
       problems.push_back("arch = " + printable(s.arch) +
@@ -296,6 +305,106 @@ void check_search(Settings& s, Problems& problems) {
   space.last = fixed_layer("search.last", s.last);
   if (space.min_attention_fraction > space.max_attention_fraction)
     problems.push_back("search.min_attention_fraction must not exceed search.max_attention_fraction");
+}
+
+// ---- [aggregate] ----
+
+void declare_aggregate(OptionTable& t, Settings& s) {
+  auto& a = s.aggregate;
+  t.integer("aggregate.clusters", &a.clusters, Range::at_least(1),
+            "K of the K-means on the objective; the aggregate is made from the top cluster");
+  t.choice("aggregate.method", &a.method,
+           {{"nc", aggregate::AggregateMethod::Consensus}, {"best", aggregate::AggregateMethod::Best}},
+           "nc (N_c clustering: per-layer majority over the top cluster) or best (the best candidate)");
+  t.text("aggregate.context", &s.aggregate_context, "c of N_c: 0 (N_0, the paper's), 1, 2, ... or all");
+  t.real("aggregate.top_fraction", &a.top_fraction, Range::open_closed(0, 1),
+         "the top cluster keeps at most this fraction of the valid candidates, its best ones (1: all of it)");
+  t.flag("aggregate.evaluate", &a.evaluate,
+         "train the aggregate with the search's evaluator unless the search already evaluated it");
+  t.choice("aggregate.fallback", &a.fallback,
+           {{"none", aggregate::Fallback::None},
+            {"best", aggregate::Fallback::Best},
+            {"context", aggregate::Fallback::Context}},
+           "when the aggregate fails the checks: none (keep it, warn), best, or context (N_1, then N_all, then best)");
+}
+
+void check_aggregate(Settings& s, Problems& problems) {
+  if (s.aggregate_context == "all") {
+    s.aggregate.context = aggregate::kContextAll;
+    return;
+  }
+  const auto& text = s.aggregate_context;
+  if (text.empty() || text.size() > 4 || text.find_first_not_of("0123456789") != std::string::npos)
+    problems.push_back("aggregate.context = " + printable(text) + ": expected 0, 1, 2, ... or all");
+  else
+    s.aggregate.context = std::stoi(text);
+}
+
+// ---- [extrapolate] ----
+
+void declare_extrapolate(OptionTable& t, Settings& s) {
+  auto& f = s.target;
+  t.choice("extrapolate.method", &s.extrapolate.method,
+           {{"auto", extrapolate::MethodChoice::Auto},
+            {"stack", extrapolate::MethodChoice::Stack},
+            {"stretch", extrapolate::MethodChoice::Stretch}},
+           "stack, stretch, or auto (the paper's recipe: stretch for 16 or more layers, else stack)");
+  t.text("extrapolate.target", &f.name, "target size: " + extrapolate::preset_names() + ", or custom");
+  const auto preset = Range::at_least(0);
+  t.integer("extrapolate.blocks", &f.blocks, preset, "baseline blocks of one attention + one MLP (0: the preset's)");
+  t.integer("extrapolate.d_model", &f.d_model, preset, "residual width (0: the preset's)");
+  t.integer("extrapolate.mlp_hidden", &f.mlp_hidden, preset, "SwiGLU inner width (0: the preset's)");
+  t.integer("extrapolate.heads", &f.heads, preset, "query heads (0: the preset's)");
+  t.integer("extrapolate.kv_heads", &f.kv_heads, preset, "key/value heads (0: the preset's)");
+  t.integer("extrapolate.head_dim", &f.head_dim, preset, "width of one head (0: the preset's)");
+  t.integer("extrapolate.vocab_size", &f.vocab_size, preset, "vocabulary (0: the preset's)");
+  t.real("extrapolate.rope_theta", &f.rope_theta, Range::at_least(0), "rotary base (0: the preset's)");
+  t.choice("extrapolate.tie_embeddings", &f.tie_embeddings,
+           {{"auto", std::string("auto")}, {"true", std::string("true")}, {"false", std::string("false")}},
+           "LM head shares the embedding: true, false or auto (the preset's)");
+  t.integer("extrapolate.context_length", &f.context_length, preset,
+            "sequence length for FLOPs per token (0: the preset's, 8192)");
+}
+
+void check_extrapolate(Settings& s, Problems& problems) {
+  const auto& f = s.target;
+  auto& target = s.extrapolate.target;
+  if (f.name == "custom") {
+    target = extrapolate::TargetShape{};
+    target.name = "custom";
+    target.description = "custom dimensions";
+    target.shape.rope_theta = 500000;
+    target.shape.tie_embeddings = true;
+    for (const auto& [key, value] : std::vector<std::pair<std::string, int64_t>>{{"blocks", f.blocks},
+                                                                                 {"d_model", f.d_model},
+                                                                                 {"mlp_hidden", f.mlp_hidden},
+                                                                                 {"heads", f.heads},
+                                                                                 {"kv_heads", f.kv_heads},
+                                                                                 {"head_dim", f.head_dim},
+                                                                                 {"vocab_size", f.vocab_size}})
+      if (value == 0) problems.push_back("extrapolate.target = custom needs extrapolate." + key);
+  } else {
+    try {
+      target = extrapolate::target_preset(f.name);
+    } catch (const ConfigError& e) {
+      problems.push_back(std::string("extrapolate.target: ") + e.what());
+      return;
+    }
+  }
+  const auto set = [](int64_t value, int64_t& field) {
+    if (value > 0) field = value;
+  };
+  set(f.blocks, target.blocks);
+  set(f.d_model, target.shape.d_model);
+  set(f.mlp_hidden, target.shape.mlp_hidden);
+  set(f.heads, target.shape.num_heads);
+  set(f.kv_heads, target.shape.num_kv_heads);
+  set(f.head_dim, target.shape.head_dim);
+  set(f.vocab_size, target.shape.vocab_size);
+  set(f.context_length, target.context_length);
+  if (f.rope_theta > 0) target.shape.rope_theta = f.rope_theta;
+  if (f.tie_embeddings != "auto") target.shape.tie_embeddings = f.tie_embeddings == "true";
+  if (problems.empty()) gather(problems, [&] { target.validate(); });
 }
 
 }  // namespace hnas::cli

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "hnas/aggregate/aggregate_stage.hpp"
+#include "hnas/extrapolate/extrapolate_stage.hpp"
 #include "hnas/pipeline/run_context.hpp"
 #include "hnas/search/search_job.hpp"
 #include "hnas/train/evaluation.hpp"
@@ -32,6 +34,17 @@ struct Settings {
   pipeline::JobOptions job;
   train::EvaluationOptions evaluation;
   search::SearchOptions search;  ///< its evaluation is filled from `evaluation` at the end
+  aggregate::AggregateOptions aggregate;
+  std::string aggregate_context = "0";  ///< c of N_c, or "all"
+  extrapolate::ExtrapolateOptions extrapolate;
+  /// [extrapolate] target fields as given; 0 (or auto) takes the preset's.
+  struct TargetFields {
+    std::string name = "1B";
+    int64_t blocks = 0, d_model = 0, mlp_hidden = 0, heads = 0, kv_heads = 0, head_dim = 0, vocab_size = 0;
+    int64_t context_length = 0;
+    double rope_theta = 0;
+    std::string tie_embeddings = "auto";
+  } target;
 };
 
 /// Defaults that differ from the structs' own: MAD-lab's biases for the MAD objective.
@@ -45,6 +58,8 @@ void declare_tokens(OptionTable& table, Settings& s);
 void declare_run(OptionTable& table, Settings& s);
 void declare_search(OptionTable& table, Settings& s);
 void declare_debug(OptionTable& table, Settings& s);
+void declare_aggregate(OptionTable& table, Settings& s);
+void declare_extrapolate(OptionTable& table, Settings& s);
 
 void check_top_level(Settings& s, Problems& problems);
 void check_model(Settings& s, Problems& problems);
@@ -53,5 +68,7 @@ void check_mad(Settings& s, Problems& problems);
 void check_tokens(Settings& s, Problems& problems);
 void check_run(Settings& s, Problems& problems);
 void check_search(Settings& s, Problems& problems);
+void check_aggregate(Settings& s, Problems& problems);
+void check_extrapolate(Settings& s, Problems& problems);
 
 }  // namespace hnas::cli

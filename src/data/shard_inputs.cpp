@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "hnas/core/check.hpp"
+#include "hnas/core/hash.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/core/files.hpp"
 #include "hnas/data/token_shard.hpp"
@@ -34,23 +35,17 @@ std::string identity(const std::string& spec) {
   return (error ? absolute.string() : resolved.string()) + (dataset.empty() ? "" : ":" + dataset);
 }
 
-// FNV-1a, 64 bits: not cryptographic, but any edit of the hashed bytes changes it.
-uint64_t hash_bytes(uint64_t hash, const unsigned char* bytes, size_t count) {
-  for (size_t i = 0; i < count; ++i) hash = (hash ^ bytes[i]) * 1099511628211ull;
-  return hash;
-}
-
 uint64_t sampled_hash(const std::string& path, uint64_t size) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
   HNAS_CHECK(file != nullptr, InputError, "token shard " << printable(path) << " cannot be opened");
   std::vector<unsigned char> buffer(64 * 1024);
-  uint64_t hash = 1469598103934665603ull;
+  uint64_t hash = kFnvOffsetBasis;
   const auto take = [&](uint64_t offset, uint64_t count) {
     count = std::min<uint64_t>(count, size - std::min(size, offset));
     if (count == 0) return;
     std::fseek(file, static_cast<long>(offset), SEEK_SET);
     const size_t got = std::fread(buffer.data(), 1, static_cast<size_t>(count), file);
-    hash = hash_bytes(hash, buffer.data(), got);
+    hash = fnv1a(hash, buffer.data(), got);
   };
   take(0, buffer.size());
   for (uint64_t block = 1; block <= 16; ++block) take(size / 17 * block, 4096);

@@ -440,4 +440,15 @@ std::string read_string_dataset(hid_t location, const std::string& name) {
   return text;
 }
 
+void fit_string_columns(Table& table) {
+  for (size_t c = 0; c < table.columns.size(); ++c) {
+    if (table.columns[c].type != ColumnType::String) continue;
+    size_t width = 1;
+    for (const auto& row : table.rows)
+      if (c < row.size())
+        if (const auto* text = std::get_if<std::string>(&row[c])) width = std::max(width, text->size());
+    table.columns[c].string_length = width;
+  }
+}
+
 }  // namespace hnas::io

@@ -37,7 +37,65 @@ class SearchStage final : public Stage {
   search::SearchOptions options_;
 };
 
+class AggregateStage final : public Stage {
+ public:
+  explicit AggregateStage(aggregate::AggregateOptions options) : options_(std::move(options)) {}
+  const char* name() const override { return "aggregate"; }
+  bool needs_run_dir() const override { return true; }
+  bool complete(const RunContext& context) const override {
+    return aggregate::aggregate_complete(options_, job(context));
+  }
+  int run(RunContext& context) override { return aggregate::run_aggregate(options_, job(context)); }
+
+ private:
+  static aggregate::AggregateJob job(const RunContext& context) {
+    aggregate::AggregateJob job;
+    job.world = &context.world();
+    job.gpu = context.gpu();
+    job.ranks_on_node = context.ranks_on_node();
+    job.nccl_timeout = context.options().nccl_timeout;
+    job.stall_timeout = context.options().stall_timeout;
+    job.run_dir = context.run_dir();
+    job.dry_run = context.dry_run();
+    job.hold_run_directory = [&context] { context.hold_run_directory(); };
+    job.config = context.options().effective_ini;
+    return job;
+  }
+  aggregate::AggregateOptions options_;
+};
+
+class ExtrapolateStage final : public Stage {
+ public:
+  explicit ExtrapolateStage(extrapolate::ExtrapolateOptions options) : options_(std::move(options)) {}
+  const char* name() const override { return "extrapolate"; }
+  bool needs_run_dir() const override { return false; }  // without one it prints only
+  bool complete(const RunContext& context) const override {
+    return extrapolate::extrapolate_complete(options_, job(context));
+  }
+  int run(RunContext& context) override { return extrapolate::run_extrapolate(options_, job(context)); }
+
+ private:
+  static extrapolate::ExtrapolateJob job(const RunContext& context) {
+    extrapolate::ExtrapolateJob job;
+    job.world = &context.world();
+    job.run_dir = context.run_dir();
+    job.dry_run = context.dry_run();
+    job.hold_run_directory = [&context] { context.hold_run_directory(); };
+    job.config = context.options().effective_ini;
+    return job;
+  }
+  extrapolate::ExtrapolateOptions options_;
+};
+
 }  // namespace
+
+std::unique_ptr<Stage> make_aggregate_stage(aggregate::AggregateOptions options) {
+  return std::make_unique<AggregateStage>(std::move(options));
+}
+
+std::unique_ptr<Stage> make_extrapolate_stage(extrapolate::ExtrapolateOptions options) {
+  return std::make_unique<ExtrapolateStage>(std::move(options));
+}
 
 std::unique_ptr<Stage> make_search_stage(search::SearchOptions options) {
   return std::make_unique<SearchStage>(std::move(options));

@@ -203,8 +203,8 @@ void SearchRecord::set_summary(const std::string& name, double value) {
   summaries_.emplace_back(name, value);
 }
 
-void SearchRecord::save(const std::string& path) const {
-  TableBuilder candidates, runs, curves, events;
+io::Table candidates_table(const std::vector<CandidateResult>& results, const std::vector<std::string>& task_names) {
+  TableBuilder candidates;
   candidates.column("candidate_id", ColumnType::Int64, "proposal number, unique in the search");
   candidates.column("arch", ColumnType::String, "architecture, one letter per layer (A attention, M MLP)");
   candidates.column("num_layers", ColumnType::Int64, "layers");
@@ -216,7 +216,7 @@ void SearchRecord::save(const std::string& path) const {
   candidates.column("valid", ColumnType::Int64, "1 when the objective is usable");
   candidates.column("status", ColumnType::String,
                     "completed, reached_target, diverged, timed_out, out_of_memory, failed");
-  for (const auto& task : task_names_)
+  for (const auto& task : task_names)
     candidates.column("task_" + task, ColumnType::Float64, "MAD task score (accuracy)");
   candidates.column("validation_loss", ColumnType::Float64, "token data: final validation loss (nats/token)");
   candidates.column("parameters", ColumnType::Int64, "total parameters of the largest model trained");
@@ -230,6 +230,27 @@ void SearchRecord::save(const std::string& path) const {
   candidates.column("team", ColumnType::Int64, "team of ranks that trained it");
   candidates.column("error", ColumnType::String, "what failed, for status failed");
 
+  for (const auto& r : results) {
+    const auto genome = arch::Genome::parse(r.arch);
+    std::vector<Cell> row;
+    row.reserve(candidates.table().columns.size());  // no reallocation of the cells
+    for (Cell cell : {Cell{r.candidate_id}, Cell{r.arch}, Cell{static_cast<int64_t>(genome.size())},
+                      Cell{static_cast<int64_t>(genome.count(arch::Primitive::Attention))}, Cell{int64_t{r.rung}},
+                      Cell{int64_t{r.stage}}, Cell{r.fidelity}, Cell{r.objective}, Cell{int64_t{r.valid}},
+                      Cell{std::string(candidate_status_name(r.status))}})
+      row.push_back(std::move(cell));
+    for (size_t t = 0; t < task_names.size(); ++t) row.emplace_back(t < r.task_scores.size() ? r.task_scores[t] : NAN);
+    for (Cell cell : {Cell{r.validation_loss}, Cell{r.parameters}, Cell{r.non_embedding_parameters},
+                      Cell{r.flops_per_token}, Cell{r.steps}, Cell{r.tokens}, Cell{r.seconds}, Cell{r.started_unix},
+                      Cell{r.finished_unix}, Cell{int64_t{r.team}}, Cell{clip_text(r.error)}})
+      row.push_back(std::move(cell));
+    candidates.row(std::move(row));
+  }
+  return candidates.table();
+}
+
+void SearchRecord::save(const std::string& path) const {
+  TableBuilder runs, curves, events;
   runs.column("candidate_id", ColumnType::Int64, "see candidates");
   runs.column("rung", ColumnType::Int64, "see candidates");
   runs.column("run", ColumnType::Int64, "training run within the evaluation");
@@ -260,20 +281,6 @@ void SearchRecord::save(const std::string& path) const {
   events.column("valid", ColumnType::Int64, "observe: 1 when the objective is usable");
 
   for (const auto& r : results_) {
-    const auto genome = arch::Genome::parse(r.arch);
-    std::vector<Cell> row;
-    row.reserve(candidates.table().columns.size());  // no reallocation of the cells
-    for (Cell cell : {Cell{r.candidate_id}, Cell{r.arch}, Cell{static_cast<int64_t>(genome.size())},
-                      Cell{static_cast<int64_t>(genome.count(arch::Primitive::Attention))}, Cell{int64_t{r.rung}},
-                      Cell{int64_t{r.stage}}, Cell{r.fidelity}, Cell{r.objective}, Cell{int64_t{r.valid}},
-                      Cell{std::string(candidate_status_name(r.status))}})
-      row.push_back(std::move(cell));
-    for (size_t t = 0; t < task_names_.size(); ++t) row.emplace_back(t < r.task_scores.size() ? r.task_scores[t] : NAN);
-    for (Cell cell : {Cell{r.validation_loss}, Cell{r.parameters}, Cell{r.non_embedding_parameters},
-                      Cell{r.flops_per_token}, Cell{r.steps}, Cell{r.tokens}, Cell{r.seconds}, Cell{r.started_unix},
-                      Cell{r.finished_unix}, Cell{int64_t{r.team}}, Cell{clip_text(r.error)}})
-      row.push_back(std::move(cell));
-    candidates.row(std::move(row));
     for (size_t i = 0; i < r.runs.size(); ++i) {
       const auto& run = r.runs[i];
       runs.row({r.candidate_id, int64_t{r.rung}, static_cast<int64_t>(i), clip_text(run.label), run.lr,
@@ -292,8 +299,9 @@ void SearchRecord::save(const std::string& path) const {
                 int64_t{observe && e.outcome.valid}});
   }
 
-  io::write_file_atomically(path, [&](hid_t file) {
-    io::write_table(file, "/search/candidates", candidates.table(), kCandidatesDoc);
+  // Later stages' groups (/aggregate, ...) are kept: a resumed search must not erase them.
+  io::update_file_atomically(path, {"/search", "/provenance"}, [&](hid_t file) {
+    io::write_table(file, "/search/candidates", candidates_table(results_, task_names_), kCandidatesDoc);
     io::write_table(file, "/search/runs", runs.table(), "every training run behind each evaluation");
     io::write_table(file, "/search/curves", curves.table(), "training loss at every step of every run");
     io::write_table(file, "/search/events", events.table(),

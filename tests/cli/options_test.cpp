@@ -234,6 +234,70 @@ TEST(Hardening, overlong_and_unprintable_culprits_are_shortened_and_escaped) {
   EXPECT_NE(input_error_of({"evaluate", "--arch", "AM", "--model.kernels=a\nb"}).find("a\\nb"), std::string::npos);
 }
 
+TEST(Aggregate, keys_parse_into_the_options_and_the_run_directory_is_required) {
+  const auto inv = parse({"aggregate", "--run-dir", "r", "--aggregate.clusters=3", "--aggregate.context=all",
+                          "--aggregate.fallback=context", "--aggregate.top_fraction=0.25", "--partial"});
+  ASSERT_EQ(inv.command, Command::Aggregate);
+  EXPECT_EQ(inv.aggregate.clusters, 3);
+  EXPECT_EQ(inv.aggregate.context, hnas::aggregate::kContextAll);
+  EXPECT_EQ(inv.aggregate.fallback, hnas::aggregate::Fallback::Context);
+  EXPECT_DOUBLE_EQ(inv.aggregate.top_fraction, 0.25);
+  EXPECT_TRUE(inv.aggregate.partial);
+  EXPECT_TRUE(static_cast<bool>(inv.aggregate.search_options));
+  EXPECT_NE(error_of({"aggregate"}).find("--run-dir is required"), std::string::npos);
+  EXPECT_NE(error_of({"aggregate", "--run-dir", "r", "--aggregate.context=two"}).find("aggregate.context = two"),
+            std::string::npos);
+  EXPECT_NE(error_of({"aggregate", "--run-dir", "r", "--aggregate.clusters=0"}).find("aggregate.clusters"),
+            std::string::npos);
+  EXPECT_NE(error_of({"aggregate", "--run-dir", "r", "--aggregate.top_fraction=0"}).find("aggregate.top_fraction"),
+            std::string::npos);
+  EXPECT_NE(error_of({"aggregate", "--run-dir", "r", "--model.d_model=8"}).find("model.d_model"), std::string::npos);
+}
+
+TEST(Aggregate, the_recorded_search_configuration_gives_back_the_search_options) {
+  hnas::testing::TempDir dir;
+  const auto ini =
+      write_ini(dir, "[search]\nstrategy = random\nnum_layers = 5\nmax_evaluations = 7\n[mad]\nepochs = 3\n");
+  const auto original = parse({"search", "--config", ini, "--run-dir", dir.file("run")});
+  // A key of another hnas version in the record is ignored, not an error.
+  const auto again = hnas::cli::search_options_from_config(original.job.effective_ini + "[future]\nkey = 1\n");
+  EXPECT_EQ(again.strategy.kind, hnas::search::StrategyKind::Random);
+  EXPECT_EQ(again.strategy.space.num_layers, 5);
+  EXPECT_EQ(again.strategy.max_evaluations, 7);
+  EXPECT_EQ(again.evaluation.mad.epochs, 3);
+  EXPECT_EQ(again.evaluation.shape.d_model, original.search.evaluation.shape.d_model);
+}
+
+TEST(Extrapolate, presets_shortcuts_overrides_and_custom_targets) {
+  const auto inv = parse({"extrapolate", "--arch", "A2M4", "--target", "350M", "--method=stretch"});
+  ASSERT_EQ(inv.command, Command::Extrapolate);
+  ASSERT_TRUE(inv.extrapolate.arch.has_value());
+  EXPECT_EQ(inv.extrapolate.arch->to_string(), "AAMMMM");
+  EXPECT_EQ(inv.extrapolate.target.name, "350M");
+  EXPECT_EQ(inv.extrapolate.target.blocks, 14);
+  EXPECT_EQ(inv.extrapolate.method, hnas::extrapolate::MethodChoice::Stretch);
+  const auto longer =
+      parse({"extrapolate", "--arch", "AM", "--extrapolate.blocks=20", "--extrapolate.context_length=2048"});
+  EXPECT_EQ(longer.extrapolate.target.name, "1B");
+  EXPECT_EQ(longer.extrapolate.target.blocks, 20);
+  EXPECT_EQ(longer.extrapolate.target.context_length, 2048);
+  const auto custom =
+      parse({"extrapolate", "--arch", "AM", "--target", "custom", "--extrapolate.blocks=2", "--extrapolate.d_model=64",
+             "--extrapolate.mlp_hidden=128", "--extrapolate.heads=4", "--extrapolate.kv_heads=2",
+             "--extrapolate.head_dim=16", "--extrapolate.vocab_size=100", "--extrapolate.tie_embeddings=false"});
+  EXPECT_EQ(custom.extrapolate.target.shape.d_model, 64);
+  EXPECT_FALSE(custom.extrapolate.target.shape.tie_embeddings);
+  EXPECT_NE(error_of({"extrapolate", "--arch", "AM", "--target", "5B"}).find("unknown target \"5B\""),
+            std::string::npos);
+  EXPECT_NE(error_of({"extrapolate", "--arch", "AM", "--target", "custom"}).find("needs extrapolate.blocks"),
+            std::string::npos);
+  EXPECT_NE(error_of({"extrapolate", "--arch", "AM", "--extrapolate.kv_heads=5"}).find("kv_heads"), std::string::npos);
+  EXPECT_NE(error_of({"extrapolate"}).find("give --arch ARCH, or --run-dir DIR"), std::string::npos);
+  const auto bad_arch = error_of({"extrapolate", "--arch", "AAZM"});
+  EXPECT_NE(bad_arch.find("unknown primitive at position 3"), std::string::npos);
+  EXPECT_EQ(bad_arch.find('\n'), std::string::npos) << "one line: " << bad_arch;
+}
+
 // Every key a command reads is documented in inputs/README.md, and every key documented
 // there exists: the reference cannot drift from the code.
 std::vector<std::string> documented_keys() {
@@ -259,7 +323,7 @@ std::vector<std::string> documented_keys() {
 TEST(Documentation, inputs_readme_documents_exactly_the_declared_keys) {
   const auto documented = documented_keys();
   std::vector<std::string> declared;
-  for (auto command : {Command::Evaluate, Command::Search})
+  for (auto command : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate})
     for (const auto& key : hnas::cli::declared_keys(command))
       if (std::find(declared.begin(), declared.end(), key.key) == declared.end()) declared.push_back(key.key);
   for (const auto& key : declared)

@@ -16,21 +16,29 @@
 
 namespace hnas::cli {
 
-enum class Command { Help, Version, Evaluate, Search };
+enum class Command { Help, Version, Evaluate, Search, Aggregate, Extrapolate };
 
 struct Invocation {
   Command command = Command::Help;
   std::string help;          ///< usage text for Command::Help
   bool usage_error = false;  ///< Help because no command was given: exit code 2
   pipeline::JobOptions job;
-  pipeline::EvaluateOptions evaluate;  ///< Command::Evaluate
-  search::SearchOptions search;        ///< Command::Search
+  pipeline::EvaluateOptions evaluate;           ///< Command::Evaluate
+  search::SearchOptions search;                 ///< Command::Search
+  aggregate::AggregateOptions aggregate;        ///< Command::Aggregate
+  extrapolate::ExtrapolateOptions extrapolate;  ///< Command::Extrapolate
 };
 
 /// Parses argv (argv[1] is the command). Throws ConfigError (or InputError for an
 /// unreadable config file) with every problem found, each naming its key or word.
 /// Rank-local and deterministic: every rank parsing the same argv gets the same result.
 Invocation parse_command_line(int argc, const char* const* argv);
+
+/// The options of the search whose effective configuration (as recorded in
+/// /provenance/config) is `ini`: what later stages use to evaluate as the search did.
+/// Keys this hnas does not know are ignored (a record of another version). Rank-local.
+/// Throws ConfigError when the recorded values are invalid.
+search::SearchOptions search_options_from_config(const std::string& ini);
 
 /// The stages an invocation runs, in order.
 std::vector<std::unique_ptr<pipeline::Stage>> stages_of(const Invocation& invocation);
@@ -44,7 +52,7 @@ struct KeyInfo {
   bool free_on_resume = false;  ///< a resumed run may change it
 };
 
-/// Every key `command` (Evaluate or Search) reads, in declaration order.
+/// Every key `command` (a stage command) reads, in declaration order.
 std::vector<KeyInfo> declared_keys(Command command);
 
 /// Splits "a, b c" into {"a", "b", "c"} (commas and/or white space).

@@ -40,6 +40,10 @@ struct Table {
   std::vector<std::vector<Cell>> rows;
 };
 
+/// Sets every String column's string_length to its longest value (at least 1), so that
+/// rows can be added first and the widths fitted before write_table.
+void fit_string_columns(Table& table);
+
 /// Creates dataset `name` (absolute or relative to `location`; missing intermediate groups
 /// are created) holding `table` as a packed 1-D compound with one member per column, in
 /// column order. The dataset is chunked (at most 1,024 rows per chunk), gzip level 1 when
@@ -107,6 +111,16 @@ std::string read_string_dataset(hid_t location, const std::string& name);
 ///     write_table(file, "/search/candidates", table, "one row per evaluated candidate");
 ///   });
 void write_file_atomically(const std::string& path, const std::function<void(hid_t file)>& fill);
+
+/// write_file_atomically for a file that several stages share: the new file holds every
+/// top-level object of the existing `path` (copied as it is, attributes included) except
+/// those named in `replaced` ("/aggregate"), and then whatever `fill` writes; so a stage
+/// rewrites its own groups and leaves the others' intact. A missing `path` starts empty.
+/// Rank-local, with write_file_atomically's guarantees. Throws InputError when the existing
+/// file cannot be read as HDF5, IoError when a copy fails.
+///   update_file_atomically(results, {"/aggregate"}, [&](hid_t file) { ... });
+void update_file_atomically(const std::string& path, const std::vector<std::string>& replaced,
+                            const std::function<void(hid_t file)>& fill);
 
 /// "<path>.tmp.<host>.<pid>.<n>": a temporary name for `path` that no other process, and no
 /// other call in this one, can take, in the target's directory so that rename(2) is atomic.

@@ -8,7 +8,9 @@
 #include <memory>
 #include <vector>
 
+#include "hnas/aggregate/aggregate_stage.hpp"
 #include "hnas/arch/genome.hpp"
+#include "hnas/extrapolate/extrapolate_stage.hpp"
 #include "hnas/pipeline/run_context.hpp"
 #include "hnas/search/search_job.hpp"
 #include "hnas/train/evaluation.hpp"
@@ -42,6 +44,13 @@ std::unique_ptr<Stage> make_evaluate_stage(EvaluateOptions options);
 
 /// The distributed search (search/search_job.hpp) over the job's world.
 std::unique_ptr<Stage> make_search_stage(search::SearchOptions options);
+
+/// The Aggregator over the run directory's search (aggregate/aggregate_stage.hpp).
+std::unique_ptr<Stage> make_aggregate_stage(aggregate::AggregateOptions options);
+
+/// The Extrapolator (extrapolate/extrapolate_stage.hpp): keeps /extrapolate when the job
+/// has a run directory, else only prints.
+std::unique_ptr<Stage> make_extrapolate_stage(extrapolate::ExtrapolateOptions options);
 
 /// Runs the stages in order, skipping complete ones, until one returns non-zero (a stop:
 /// the rerun continues there). Returns the last exit code. Collective.

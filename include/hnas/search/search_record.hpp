@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "hnas/io/provenance.hpp"
+#include "hnas/io/results_table.hpp"
 #include "hnas/search/strategy.hpp"
 #include "hnas/train/trainer.hpp"
 
@@ -74,6 +75,11 @@ struct CandidateResult {
 
 std::string serialize(const CandidateResult& result);
 CandidateResult deserialize_result(const std::string& bytes);
+
+/// The /search/candidates table of `results` (one row per evaluation, a column per MAD
+/// task in `task_names` order); later stages store their own evaluations in the same
+/// columns so that a reader can put them side by side. Rank-local.
+io::Table candidates_table(const std::vector<CandidateResult>& results, const std::vector<std::string>& task_names);
 
 /// One line of the strategy's event log.
 struct SearchEvent {
