@@ -176,7 +176,7 @@ class Aggregation {
   std::optional<arch::Genome> next_evaluation() {
     while (!decided_) {
       Proposal& p = proposals_[current_];
-      if (!p.scored && !resolve_from_search(p)) {
+      if (!p.scored && !resolve_from_search(p) && !resolve_from_earlier(p)) {
         if (options_.evaluate) return p.genome;
         p.objective_from = "not evaluated (aggregate.evaluate = false)";
         p.scored = true;
@@ -363,6 +363,21 @@ class Aggregation {
     p.objective = p.valid ? member_objective(p.genome) : NAN;
     p.objective_from = "search candidate " + std::to_string(it->second.candidate_id);
     return true;
+  }
+
+  // An earlier proposal of the same architecture (N_1 often equals N_0) was evaluated here.
+  bool resolve_from_earlier(Proposal& p) const {
+    for (const auto& q : proposals_) {
+      if (&q == &p) break;
+      if (q.measured && q.genome == p.genome) {
+        p.scored = p.measured = true;
+        p.valid = q.valid;
+        p.objective = q.objective;
+        p.objective_from = q.objective_from;
+        return true;
+      }
+    }
+    return false;
   }
 
   double member_objective(const arch::Genome& genome) const {

@@ -66,7 +66,10 @@ def adapt(command, work):
         out.append(w)
     if out[0] == MPIEXEC:
         out[1:1] = ["--oversubscribe", "--allow-run-as-root"]
-    if any(w.endswith("/hnas") for w in out) and "--help" not in out:
+    trains = "evaluate" in out or "search" in out  # aggregate evaluates with the search's recorded keys
+    if any(w.endswith("/hnas") for w in out) and "aggregate" in out:
+        out.append("--run.threads=1")
+    if any(w.endswith("/hnas") for w in out) and trains and "--help" not in out:
         given = {w.split("=")[0] for w in out if w.startswith("--")}
         extra = dict(FAST)
         if "search" in out and not any("search_tiny" in w for w in out):

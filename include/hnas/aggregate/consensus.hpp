@@ -41,10 +41,12 @@ struct Consensus {
 
 /// N_c over `members` (all of one length): for each layer i, the members whose layers
 /// i-c..i-1 equal the chosen ones vote; when none does, c is lowered one at a time (c = 0
-/// always has every member). The winner is the primitive with the most votes; a tie goes
-/// to the higher mean objective of its voters, then to the primitive registered first
-/// (A before M). `context` >= 0, or kContextAll.
-/// Throws InternalError for no members or members of different lengths (callers check).
+/// always has every member). With one member set for all layers the back-off cannot
+/// trigger (a chosen layer always has a voter, which matches the next prefix too), so
+/// context_used equals context_requested; it is kept so that the rule stays total. The winner is the primitive with the
+/// most votes; a tie goes to the higher mean objective of its voters, then to the primitive registered first (A before
+/// M). `context` >= 0, or kContextAll. Throws InternalError for no members or members of different lengths (callers
+/// check).
 Consensus layerwise_consensus(const std::vector<Member>& members, int context);
 
 /// The member with the highest objective; ties go to the lowest candidate id.
