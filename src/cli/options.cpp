@@ -34,6 +34,9 @@ const char* kUsage =
     "             compare it with the target's Llama baseline (/extrapolate with --run-dir):\n"
     "               hnas extrapolate --arch AAMMMM --method stack --target 1B\n"
     "               hnas extrapolate --run-dir runs/s1 --target 350M\n"
+    "  pretrain   pre-train the extrapolated winner and the baseline on token shards,\n"
+    "             data-parallel over the ranks, with HDF5 checkpoints; rerun resumes:\n"
+    "               mpirun -np 4 hnas pretrain --run-dir runs/s1 --pretrain.data shards/train_*.bin\n"
     "\n"
     "Every key of the INI file (--config FILE) can be given on the command line as\n"
     "--section.key=value, which overrides the file; `hnas <command> --help` lists them.\n"
@@ -60,6 +63,12 @@ void declare_keys(OptionTable& table, Settings& s) {
       declare_top_level(table, s);
       declare_extrapolate(table, s);
       return;
+    case Command::Pretrain:
+      declare_top_level(table, s);
+      declare_pretrain(table, s);
+      declare_target(table, s);
+      declare_run(table, s);
+      return;
     default:
       break;
   }
@@ -83,6 +92,8 @@ const char* command_name(Command command) {
       return "aggregate";
     case Command::Extrapolate:
       return "extrapolate";
+    case Command::Pretrain:
+      return "pretrain";
     default:
       return "evaluate";
   }
@@ -105,6 +116,9 @@ po::options_description describe(const OptionTable& table, Command command, Swit
   if (command == Command::Extrapolate)
     d.add_options()("run-dir", po::value<std::string>(&switches.run_dir),
                     "run directory: take its aggregate (unless --arch) and write /extrapolate there");
+  if (command == Command::Pretrain)
+    d.add_options()("run-dir", po::value<std::string>(&switches.run_dir),
+                    "run directory: its /extrapolate models (unless --arch); checkpoints and /pretrain there");
   table.describe_to(d);
   return d;
 }
@@ -134,14 +148,28 @@ void read_command_line(const std::vector<std::string>& args, const po::options_d
   po::store(parsed, values);  // first: the command line wins over the file
 }
 
+// Whether `key` is read by some command: one INI file may configure the whole pipeline,
+// and each command takes its own sections from it.
+bool key_of_some_command(const std::string& key) {
+  for (auto command : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain})
+    for (const auto& info : declared_keys(command))
+      if (info.key == key) return true;
+  return false;
+}
+
 // `source` names the text in messages; a recorded configuration (`recorded`) may hold
-// keys of another hnas version, which are ignored.
+// keys of another hnas version, which are ignored. Otherwise a key no command reads is an
+// error, and the keys of other commands are skipped.
 void read_config_text(std::string content, const std::string& source, bool recorded,
                       const po::options_description& description, po::variables_map& values) {
   if (content.rfind("\xEF\xBB\xBF", 0) == 0) content.erase(0, 3);  // a UTF-8 byte-order mark from an editor
   std::istringstream in(content);
   try {
-    po::store(po::parse_config_file(in, description, /*allow_unregistered=*/recorded), values);
+    auto parsed = po::parse_config_file(in, description, /*allow_unregistered=*/true);
+    for (const auto& option : parsed.options)
+      if (option.unregistered && !recorded && !key_of_some_command(option.string_key))
+        throw ConfigError("unrecognised option '" + printable(option.string_key) + "' (in " + source + ")");
+    po::store(parsed, values);
   } catch (const po::error& e) {
     throw ConfigError(std::string(e.what()) + " (in " + source + ")");
   }
@@ -167,6 +195,11 @@ void check_all(Settings& s, Problems& problems) {
     check_extrapolate(s, problems);
     return;
   }
+  if (s.command == Command::Pretrain) {
+    check_run(s, problems);
+    check_pretrain(s, problems);
+    return;
+  }
   check_top_level(s, problems);
   check_run(s, problems);
   check_model(s, problems);
@@ -183,12 +216,14 @@ void check_all(Settings& s, Problems& problems) {
   throw ConfigError(message);
 }
 
-// `hnas extrapolate --target 1B --method stack`: the two keys users type most, without
-// their section.
+// `hnas extrapolate --target 1B --method stack` (and `hnas pretrain --target`): the keys
+// users type most, without their section.
 std::vector<std::string> expand_shortcuts(Command command, std::vector<std::string> args) {
-  if (command != Command::Extrapolate) return args;
+  if (command != Command::Extrapolate && command != Command::Pretrain) return args;
+  const std::vector<std::string> keys = command == Command::Extrapolate ? std::vector<std::string>{"target", "method"}
+                                                                        : std::vector<std::string>{"target"};
   for (auto& arg : args)
-    for (const char* key : {"target", "method"}) {
+    for (const auto& key : keys) {
       const std::string flag = std::string("--") + key;
       if (arg == flag || arg.rfind(flag + "=", 0) == 0) arg = "--extrapolate." + arg.substr(2);
     }
@@ -228,6 +263,8 @@ Invocation parse_command(Command command, const std::vector<std::string>& args,
   check_all(s, problems);
   if (command == Command::Search && switches.run_dir.empty() && !recorded_config)
     problems.push_back("--run-dir is required (the directory of results.h5; rerunning resumes)");
+  if (command == Command::Pretrain && switches.run_dir.empty())
+    problems.push_back("--run-dir is required (checkpoints and results.h5 go there; rerunning resumes)");
   if (command == Command::Aggregate && switches.run_dir.empty())
     problems.push_back("--run-dir is required (the run directory of the search to aggregate)");
   if (command == Command::Extrapolate && switches.run_dir.empty() && s.arch.empty())
@@ -248,6 +285,7 @@ Invocation parse_command(Command command, const std::vector<std::string>& args,
   s.aggregate.search_options = search_options_from_config;
   invocation.aggregate = s.aggregate;
   invocation.extrapolate = s.extrapolate;
+  invocation.pretrain = s.pretrain;
   return invocation;
 }
 
@@ -281,10 +319,10 @@ Invocation parse_command_line(int argc, const char* const* argv) {
     invocation.command = Command::Version;
     return invocation;
   }
-  for (auto c : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate})
+  for (auto c : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain})
     if (command == command_name(c)) return parse_command(c, std::vector<std::string>(argv + 2, argv + argc));
   throw ConfigError("unknown command \"" + printable(command) +
-                    "\"; the commands are evaluate, search, aggregate and extrapolate (hnas --help)");
+                    "\"; the commands are evaluate, search, aggregate, extrapolate and pretrain (hnas --help)");
 }
 
 std::vector<std::unique_ptr<pipeline::Stage>> stages_of(const Invocation& invocation) {
@@ -294,6 +332,7 @@ std::vector<std::unique_ptr<pipeline::Stage>> stages_of(const Invocation& invoca
   if (invocation.command == Command::Aggregate) stages.push_back(pipeline::make_aggregate_stage(invocation.aggregate));
   if (invocation.command == Command::Extrapolate)
     stages.push_back(pipeline::make_extrapolate_stage(invocation.extrapolate));
+  if (invocation.command == Command::Pretrain) stages.push_back(pipeline::make_pretrain_stage(invocation.pretrain));
   return stages;
 }
 

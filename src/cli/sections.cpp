@@ -37,6 +37,11 @@ Settings default_settings(Command command) {
 
 void declare_top_level(OptionTable& t, Settings& s) {
   if (s.command == Command::Aggregate) return;  // reads the search's results
+  if (s.command == Command::Pretrain) {
+    t.words("arch", &s.pretrain_archs,
+            "architectures to pre-train at the [extrapolate] target (empty: the winner and baseline of /extrapolate)");
+    return;
+  }
   if (s.command == Command::Extrapolate) {
     t.text("arch", &s.arch, "architecture to extrapolate (empty: the aggregate in --run-dir)");
     return;
@@ -343,12 +348,16 @@ void check_aggregate(Settings& s, Problems& problems) {
 // ---- [extrapolate] ----
 
 void declare_extrapolate(OptionTable& t, Settings& s) {
-  auto& f = s.target;
   t.choice("extrapolate.method", &s.extrapolate.method,
            {{"auto", extrapolate::MethodChoice::Auto},
             {"stack", extrapolate::MethodChoice::Stack},
             {"stretch", extrapolate::MethodChoice::Stretch}},
            "stack, stretch, or auto (the paper's recipe: stretch for 16 or more layers, else stack)");
+  declare_target(t, s);
+}
+
+void declare_target(OptionTable& t, Settings& s) {
+  auto& f = s.target;
   t.text("extrapolate.target", &f.name, "target size: " + extrapolate::preset_names() + ", or custom");
   const auto preset = Range::at_least(0);
   t.integer("extrapolate.blocks", &f.blocks, preset, "baseline blocks of one attention + one MLP (0: the preset's)");
@@ -405,6 +414,78 @@ void check_extrapolate(Settings& s, Problems& problems) {
   if (f.rope_theta > 0) target.shape.rope_theta = f.rope_theta;
   if (f.tie_embeddings != "auto") target.shape.tie_embeddings = f.tie_embeddings == "true";
   if (problems.empty()) gather(problems, [&] { target.validate(); });
+}
+
+// ---- [pretrain] ----
+
+void declare_pretrain(OptionTable& t, Settings& s) {
+  auto& p = s.pretrain;
+  auto& k = p.schedule;
+  k.kind = train::ScheduleKind::Wsd;
+  k.peak_lr = 6e-4;
+  k.min_lr = 6e-5;
+  t.words("pretrain.data", &p.train_paths, "token shards to pre-train on (.bin, .h5, .h5:/dataset)");
+  t.words("pretrain.valid", &p.valid_paths, "validation shards (empty: split off the training shards)");
+  t.real("pretrain.val_fraction", &p.val_fraction, Range::open(0, 1),
+         "validation share of each training shard when pretrain.valid is empty");
+  t.integer("pretrain.seq_len", &p.seq_len, Range::at_least(1), "context length of the training sequences");
+  t.integer("pretrain.global_batch", &p.global_batch, Range::at_least(1),
+            "sequences per optimizer step over all ranks (reached by gradient accumulation)");
+  t.integer("pretrain.micro_batch", &p.micro_batch, Range::at_least(1),
+            "sequences per forward/backward pass on one rank");
+  t.integer("pretrain.tokens", &p.tokens, Range::at_least(0),
+            "training tokens per model (whole global batches; required)");
+  t.choice("pretrain.schedule", &k.kind,
+           {{"wsd", train::ScheduleKind::Wsd},
+            {"cosine", train::ScheduleKind::Cosine},
+            {"constant", train::ScheduleKind::Constant}},
+           "learning-rate schedule: wsd (warm-up, stable, decay), cosine or constant");
+  t.real("pretrain.lr", &k.peak_lr, Range::above(0), "peak learning rate");
+  t.real("pretrain.min_lr", &k.min_lr, Range::at_least(0), "learning rate at the end of the decay");
+  t.real("pretrain.warmup_fraction", &p.warmup_fraction, Range::half_open(0, 1),
+         "fraction of the steps spent warming up linearly");
+  t.real("pretrain.decay_fraction", &k.decay_fraction, Range::open_closed(0, 1),
+         "wsd: fraction of the steps spent decaying");
+  t.choice("pretrain.decay_shape", &k.decay_shape,
+           {{"linear", train::DecayShape::Linear},
+            {"cosine", train::DecayShape::Cosine},
+            {"1-sqrt", train::DecayShape::OneMinusSqrt}},
+           "wsd: form of the decay: linear, cosine or 1-sqrt");
+  t.real("pretrain.weight_decay", &p.weight_decay, Range::at_least(0), "AdamW weight decay (matrices only)");
+  t.real("pretrain.beta1", &p.beta1, Range::half_open(0, 1), "AdamW beta1");
+  t.real("pretrain.beta2", &p.beta2, Range::half_open(0, 1), "AdamW beta2");
+  t.real("pretrain.eps", &p.adam_eps, Range::above(0), "AdamW epsilon");
+  t.real("pretrain.grad_clip", &p.grad_clip, Range::at_least(0), "max global gradient norm (0: off)");
+  t.integer("pretrain.eval_every", &p.eval_every, Range::at_least(0),
+            "steps between validation passes (0: only at the end)");
+  t.integer("pretrain.val_windows", &p.val_windows, Range::at_least(1),
+            "validation windows (a fixed set, the same for every model)");
+  t.integer("pretrain.log_every", &p.log_every, Range::at_least(0), "steps between progress lines (0: none)",
+            kMayChange);
+  t.integer("pretrain.checkpoint_every", &p.checkpoint_every, Range::at_least(0),
+            "steps between checkpoints (0: by time only)", kMayChange);
+  t.real("pretrain.checkpoint_minutes", &p.checkpoint_minutes, Range::at_least(0),
+         "minutes between checkpoints at most (0: by steps only)", kMayChange);
+  t.integer("pretrain.keep_checkpoints", &p.keep_checkpoints, Range::at_least(1), "checkpoints kept per model",
+            kMayChange);
+  t.integer("pretrain.seed", &p.seed, Range::at_least(0), "initialisation and data-order seed");
+  t.real("pretrain.peak_tflops", &p.peak_tflops, Range::at_least(0),
+         "peak TFLOP/s of one rank's device for MFU (0: measured at start-up)", kMayChange);
+  t.choice("pretrain.kernels", &p.kernels, {{"fused", model::Kernels::Fused}, {"reference", model::Kernels::Reference}},
+           "fused (hand-written CPU kernels) or reference (plain LibTorch ops)");
+}
+
+void check_pretrain(Settings& s, Problems& problems) {
+  auto& p = s.pretrain;
+  for (const auto& text : s.pretrain_archs) gather(problems, [&] { p.archs.push_back(arch::Genome::parse(text)); });
+  if (!s.pretrain_archs.empty()) {
+    check_extrapolate(s, problems);
+    p.target = s.extrapolate.target;
+  }
+  if (p.tokens == 0) problems.push_back("pretrain.tokens is required: the training tokens per model");
+  if (p.train_paths.empty()) problems.push_back("pretrain.data is required: the token shards to pre-train on");
+  if (problems.empty()) gather(problems, [&] { data::check_distinct_shards(p.train_paths, p.valid_paths); });
+  if (s.job.cuda) p.kernels = model::Kernels::Reference;
 }
 
 }  // namespace hnas::cli

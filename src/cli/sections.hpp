@@ -45,6 +45,8 @@ struct Settings {
     double rope_theta = 0;
     std::string tie_embeddings = "auto";
   } target;
+  pretrain::PretrainOptions pretrain;
+  std::vector<std::string> pretrain_archs;
 };
 
 /// Defaults that differ from the structs' own: MAD-lab's biases for the MAD objective.
@@ -60,6 +62,8 @@ void declare_search(OptionTable& table, Settings& s);
 void declare_debug(OptionTable& table, Settings& s);
 void declare_aggregate(OptionTable& table, Settings& s);
 void declare_extrapolate(OptionTable& table, Settings& s);
+void declare_target(OptionTable& table, Settings& s);
+void declare_pretrain(OptionTable& table, Settings& s);
 
 void check_top_level(Settings& s, Problems& problems);
 void check_model(Settings& s, Problems& problems);
@@ -70,5 +74,6 @@ void check_run(Settings& s, Problems& problems);
 void check_search(Settings& s, Problems& problems);
 void check_aggregate(Settings& s, Problems& problems);
 void check_extrapolate(Settings& s, Problems& problems);
+void check_pretrain(Settings& s, Problems& problems);
 
 }  // namespace hnas::cli

@@ -52,6 +52,15 @@ void remove_stale_temporaries(const std::string& path) noexcept {
   }
 }
 
+// Whether every link of the absolute `path` exists (H5Lexists fails on a missing parent).
+bool link_exists(hid_t file, const std::string& path) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    const std::string prefix = path.substr(0, slash);
+    if (H5Lexists(file, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    if (slash == std::string::npos) return true;
+  }
+}
+
 bool is_out_of_space(int error) { return error == ENOSPC || error == EDQUOT || error == EFBIG; }
 
 // One line for the user; a full disk or quota gets its own wording because it is the one
@@ -139,6 +148,30 @@ void write_file_atomically(const std::string& path, const std::function<void(hid
   fsync_directory(path);
 }
 
+void write_large_file_atomically(const std::string& path, const std::function<void(hid_t file)>& fill) {
+  disable_hdf5_error_printing();
+  remove_stale_temporaries(path);
+  const std::string tmp = temporary_name(path);
+  try {
+    {
+      H5File file = create_file(tmp);
+      fill(file.get());
+      HNAS_CHECK_H5(H5Fflush(file.get(), H5F_SCOPE_GLOBAL));
+      file.close();
+    }
+    detail::FileDescriptor fd(::open(tmp.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) throw_file_error("reopen", tmp, path, errno);
+    if (::fsync(fd.get()) != 0) throw_file_error("fsync", tmp, path, errno);
+    if (const int error = fd.close()) throw_file_error("close", tmp, path, error);
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+      throw IoError("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  fsync_directory(path);
+}
+
 void update_file_atomically(const std::string& path, const std::vector<std::string>& replaced,
                             const std::function<void(hid_t file)>& fill) {
   std::error_code missing;
@@ -159,6 +192,10 @@ void update_file_atomically(const std::string& path, const std::vector<std::stri
       if (std::find(replaced.begin(), replaced.end(), "/" + name) != replaced.end()) continue;
       HNAS_CHECK_H5(H5Ocopy(previous.get(), name.c_str(), file, name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
     }
+    // A nested object was copied with its parent: unlink it from the new file.
+    for (const auto& path : replaced)
+      if (path.find('/', 1) != std::string::npos && link_exists(file, path))
+        HNAS_CHECK_H5(H5Ldelete(file, path.c_str(), H5P_DEFAULT));
     fill(file);
   });
 }

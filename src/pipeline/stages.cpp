@@ -7,6 +7,25 @@
 namespace hnas::pipeline {
 namespace {
 
+// The fields every stage's job struct takes from the context: where it runs...
+template <class Job>
+void set_placement(Job& job, const RunContext& context) {
+  job.world = &context.world();
+  job.gpu = context.gpu();
+  job.ranks_on_node = context.ranks_on_node();
+  job.nccl_timeout = context.options().nccl_timeout;
+  job.stall_timeout = context.options().stall_timeout;
+}
+
+// ...and its run directory.
+template <class Job>
+void set_run_directory(Job& job, const RunContext& context) {
+  job.world = &context.world();
+  job.run_dir = context.run_dir();
+  job.dry_run = context.dry_run();
+  job.hold_run_directory = [&context] { context.hold_run_directory(); };
+}
+
 class SearchStage final : public Stage {
  public:
   explicit SearchStage(search::SearchOptions options) : options_(std::move(options)) {}
@@ -20,14 +39,8 @@ class SearchStage final : public Stage {
  private:
   static search::SearchJob job(const RunContext& context) {
     search::SearchJob job;
-    job.world = &context.world();
-    job.gpu = context.gpu();
-    job.ranks_on_node = context.ranks_on_node();
-    job.nccl_timeout = context.options().nccl_timeout;
-    job.stall_timeout = context.options().stall_timeout;
-    job.run_dir = context.run_dir();
-    job.dry_run = context.dry_run();
-    job.hold_run_directory = [&context] { context.hold_run_directory(); };
+    set_placement(job, context);
+    set_run_directory(job, context);
     job.provenance = context.provenance();
     job.keys_free_on_resume = context.options().keys_free_on_resume;
     job.key_defaults = context.options().key_defaults;
@@ -50,14 +63,8 @@ class AggregateStage final : public Stage {
  private:
   static aggregate::AggregateJob job(const RunContext& context) {
     aggregate::AggregateJob job;
-    job.world = &context.world();
-    job.gpu = context.gpu();
-    job.ranks_on_node = context.ranks_on_node();
-    job.nccl_timeout = context.options().nccl_timeout;
-    job.stall_timeout = context.options().stall_timeout;
-    job.run_dir = context.run_dir();
-    job.dry_run = context.dry_run();
-    job.hold_run_directory = [&context] { context.hold_run_directory(); };
+    set_placement(job, context);
+    set_run_directory(job, context);
     job.config = context.options().effective_ini;
     return job;
   }
@@ -77,17 +84,39 @@ class ExtrapolateStage final : public Stage {
  private:
   static extrapolate::ExtrapolateJob job(const RunContext& context) {
     extrapolate::ExtrapolateJob job;
-    job.world = &context.world();
-    job.run_dir = context.run_dir();
-    job.dry_run = context.dry_run();
-    job.hold_run_directory = [&context] { context.hold_run_directory(); };
+    set_run_directory(job, context);
     job.config = context.options().effective_ini;
     return job;
   }
   extrapolate::ExtrapolateOptions options_;
 };
 
+class PretrainStage final : public Stage {
+ public:
+  explicit PretrainStage(pretrain::PretrainOptions options) : options_(std::move(options)) {}
+  const char* name() const override { return "pretrain"; }
+  bool needs_run_dir() const override { return true; }
+  bool complete(const RunContext& context) const override {
+    return pretrain::pretrain_complete(options_, job(context));
+  }
+  int run(RunContext& context) override { return pretrain::run_pretrain(options_, job(context)); }
+
+ private:
+  static pretrain::PretrainJob job(const RunContext& context) {
+    pretrain::PretrainJob job;
+    set_placement(job, context);
+    set_run_directory(job, context);
+    job.config = context.options().effective_ini;
+    return job;
+  }
+  pretrain::PretrainOptions options_;
+};
+
 }  // namespace
+
+std::unique_ptr<Stage> make_pretrain_stage(pretrain::PretrainOptions options) {
+  return std::make_unique<PretrainStage>(std::move(options));
+}
 
 std::unique_ptr<Stage> make_aggregate_stage(aggregate::AggregateOptions options) {
   return std::make_unique<AggregateStage>(std::move(options));

@@ -35,12 +35,15 @@ double LrSchedule::at(int64_t step) const {
   const double progress = std::clamp(
       static_cast<double>(step - warmup_steps) / static_cast<double>(std::max<int64_t>(1, decay_span - 1)), 0.0, 1.0);
   if (kind == ScheduleKind::Cosine) return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + std::cos(M_PI * progress));
-  // WSD: stable at the peak, then a linear cool-down over the last decay_fraction of all steps.
+  // WSD: stable at the peak, then a cool-down over the last decay_fraction of all steps.
   const int64_t decay_steps = std::max<int64_t>(1, std::llround(decay_fraction * static_cast<double>(total_steps)));
   const int64_t decay_start = total_steps - decay_steps;
   if (step < decay_start) return peak_lr;
   const double t = std::clamp(static_cast<double>(step - decay_start + 1) / static_cast<double>(decay_steps), 0.0, 1.0);
-  return peak_lr + (min_lr - peak_lr) * t;
+  double remaining = 1.0 - t;  // the fraction of (peak - min) still applied
+  if (decay_shape == DecayShape::Cosine) remaining = 0.5 * (1.0 + std::cos(M_PI * t));
+  if (decay_shape == DecayShape::OneMinusSqrt) remaining = 1.0 - std::sqrt(t);
+  return min_lr + (peak_lr - min_lr) * remaining;
 }
 
 }  // namespace hnas::train

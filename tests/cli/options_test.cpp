@@ -298,6 +298,42 @@ TEST(Extrapolate, presets_shortcuts_overrides_and_custom_targets) {
   EXPECT_EQ(bad_arch.find('\n'), std::string::npos) << "one line: " << bad_arch;
 }
 
+TEST(Pretrain, keys_parse_and_explicit_architectures_take_the_extrapolate_target) {
+  hnas::testing::TempDir dir;
+  const std::string shard = dir.file("a.bin");
+  std::ofstream(shard) << "x";
+  const auto inv =
+      parse({"pretrain", "--run-dir", "r", "--arch", "AAMM", "A2M2", "--target", "350M", "--pretrain.data", shard,
+             "--pretrain.tokens=1000000", "--pretrain.decay_shape=1-sqrt", "--pretrain.schedule=cosine"});
+  ASSERT_EQ(inv.command, Command::Pretrain);
+  ASSERT_EQ(inv.pretrain.archs.size(), 2u);
+  EXPECT_EQ(inv.pretrain.archs[1].to_string(), "AAMM");
+  EXPECT_EQ(inv.pretrain.target.name, "350M");
+  EXPECT_EQ(inv.pretrain.target.shape.d_model, 1536);
+  EXPECT_EQ(inv.pretrain.tokens, 1000000);
+  EXPECT_EQ(inv.pretrain.schedule.kind, hnas::train::ScheduleKind::Cosine);
+  EXPECT_EQ(inv.pretrain.schedule.decay_shape, hnas::train::DecayShape::OneMinusSqrt);
+  EXPECT_NE(error_of({"pretrain", "--pretrain.data", shard, "--pretrain.tokens=1"}).find("--run-dir is required"),
+            std::string::npos);
+  EXPECT_NE(error_of({"pretrain", "--run-dir", "r", "--pretrain.data", shard}).find("pretrain.tokens is required"),
+            std::string::npos);
+  EXPECT_NE(error_of({"pretrain", "--run-dir", "r", "--pretrain.tokens=5"}).find("pretrain.data is required"),
+            std::string::npos);
+  EXPECT_NE(error_of({"pretrain", "--run-dir", "r", "--pretrain.data", shard, "--pretrain.tokens=5",
+                      "--pretrain.decay_shape=sqrt"})
+                .find("pretrain.decay_shape"),
+            std::string::npos);
+}
+
+TEST(Configuration, one_file_configures_every_command_and_each_takes_its_sections) {
+  hnas::testing::TempDir dir;
+  const auto ini = write_ini(dir, "[extrapolate]\ntarget = 3B\n[pretrain]\ntokens = 5\n[aggregate]\nclusters = 3\n");
+  EXPECT_EQ(parse({"extrapolate", "--config", ini, "--arch", "AM"}).extrapolate.target.name, "3B");
+  EXPECT_EQ(parse({"aggregate", "--config", ini, "--run-dir", "r"}).aggregate.clusters, 3);
+  const auto typo = write_ini(dir, "[extrapolate]\ntarget = 3B\n[pretrain]\ntokenz = 5\n");
+  EXPECT_NE(error_of({"extrapolate", "--config", typo, "--arch", "AM"}).find("pretrain.tokenz"), std::string::npos);
+}
+
 // Every key a command reads is documented in inputs/README.md, and every key documented
 // there exists: the reference cannot drift from the code.
 std::vector<std::string> documented_keys() {
@@ -323,7 +359,7 @@ std::vector<std::string> documented_keys() {
 TEST(Documentation, inputs_readme_documents_exactly_the_declared_keys) {
   const auto documented = documented_keys();
   std::vector<std::string> declared;
-  for (auto command : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate})
+  for (auto command : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain})
     for (const auto& key : hnas::cli::declared_keys(command))
       if (std::find(declared.begin(), declared.end(), key.key) == declared.end()) declared.push_back(key.key);
   for (const auto& key : declared)

@@ -28,6 +28,8 @@ FAST = {
     "--tokens.seq_len": "32", "--run.threads": "1",
 }
 FAST_SEARCH = {"--search.max_evaluations": "4", "--search.bo_initial": "2"}
+FAST_PRETRAIN = {"--pretrain.tokens": "16384", "--pretrain.eval_every": "0", "--pretrain.val_windows": "4",
+                 "--run.threads": "1"}
 SKIP = ("./tools/quickstart.sh", "./tools/run_tests.sh", "/path/to", "cmake ")  # building is the precondition
 
 
@@ -69,6 +71,9 @@ def adapt(command, work):
     trains = "evaluate" in out or "search" in out  # aggregate evaluates with the search's recorded keys
     if any(w.endswith("/hnas") for w in out) and "aggregate" in out:
         out.append("--run.threads=1")
+    if any(w.endswith("/hnas") for w in out) and "pretrain" in out and "--help" not in out:
+        given = {w.split("=")[0] for w in out if w.startswith("--")}
+        out += [k + "=" + v for k, v in FAST_PRETRAIN.items() if k not in given]
     if any(w.endswith("/hnas") for w in out) and trains and "--help" not in out:
         given = {w.split("=")[0] for w in out if w.startswith("--")}
         extra = dict(FAST)

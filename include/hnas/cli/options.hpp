@@ -16,7 +16,7 @@
 
 namespace hnas::cli {
 
-enum class Command { Help, Version, Evaluate, Search, Aggregate, Extrapolate };
+enum class Command { Help, Version, Evaluate, Search, Aggregate, Extrapolate, Pretrain };
 
 struct Invocation {
   Command command = Command::Help;
@@ -27,6 +27,7 @@ struct Invocation {
   search::SearchOptions search;                 ///< Command::Search
   aggregate::AggregateOptions aggregate;        ///< Command::Aggregate
   extrapolate::ExtrapolateOptions extrapolate;  ///< Command::Extrapolate
+  pretrain::PretrainOptions pretrain;           ///< Command::Pretrain
 };
 
 /// Parses argv (argv[1] is the command). Throws ConfigError (or InputError for an

@@ -112,10 +112,17 @@ std::string read_string_dataset(hid_t location, const std::string& name);
 ///   });
 void write_file_atomically(const std::string& path, const std::function<void(hid_t file)>& fill);
 
+/// write_file_atomically without the in-memory image, for files too large to hold twice
+/// (checkpoints): HDF5 writes the temporary directly, which is then flushed, fsync'ed and
+/// renamed over `path`. The same guarantees: a crash leaves the old file or the new one,
+/// and a failure removes the temporary and leaves `path` untouched. Rank-local.
+void write_large_file_atomically(const std::string& path, const std::function<void(hid_t file)>& fill);
+
 /// write_file_atomically for a file that several stages share: the new file holds every
-/// top-level object of the existing `path` (copied as it is, attributes included) except
-/// those named in `replaced` ("/aggregate"), and then whatever `fill` writes; so a stage
-/// rewrites its own groups and leaves the others' intact. A missing `path` starts empty.
+/// object of the existing `path` (copied as it is, attributes included) except those named
+/// in `replaced` ("/aggregate", or a nested one such as "/pretrain/winner"), and then
+/// whatever `fill` writes; so a stage rewrites its own groups and leaves the others'
+/// intact. A missing `path` starts empty.
 /// Rank-local, with write_file_atomically's guarantees. Throws InputError when the existing
 /// file cannot be read as HDF5, IoError when a copy fails.
 ///   update_file_atomically(results, {"/aggregate"}, [&](hid_t file) { ... });

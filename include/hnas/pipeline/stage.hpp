@@ -12,6 +12,7 @@
 #include "hnas/arch/genome.hpp"
 #include "hnas/extrapolate/extrapolate_stage.hpp"
 #include "hnas/pipeline/run_context.hpp"
+#include "hnas/pretrain/pretrain.hpp"
 #include "hnas/search/search_job.hpp"
 #include "hnas/train/evaluation.hpp"
 
@@ -51,6 +52,9 @@ std::unique_ptr<Stage> make_aggregate_stage(aggregate::AggregateOptions options)
 /// The Extrapolator (extrapolate/extrapolate_stage.hpp): keeps /extrapolate when the job
 /// has a run directory, else only prints.
 std::unique_ptr<Stage> make_extrapolate_stage(extrapolate::ExtrapolateOptions options);
+
+/// Pre-training of the winner(s) and the baseline (pretrain/pretrain.hpp).
+std::unique_ptr<Stage> make_pretrain_stage(pretrain::PretrainOptions options);
 
 /// Runs the stages in order, skipping complete ones, until one returns non-zero (a stop:
 /// the rerun continues there). Returns the last exit code. Collective.

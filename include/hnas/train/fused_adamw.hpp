@@ -60,6 +60,9 @@ class FusedAdamW {
   at::Tensor exp_avg_sq(size_t index) const;
   /// Steps taken by parameter `index` (it advances only when that parameter has a gradient).
   int64_t step_count(size_t index) const { return slots_.at(index).steps; }
+  /// Restores the step count of parameter `index` (resuming from a checkpoint).
+  void set_step_count(size_t index, int64_t steps) { slots_.at(index).steps = steps; }
+  size_t num_parameters() const { return slots_.size(); }
 
  private:
   struct Slot {

@@ -1,0 +1,796 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "hnas/core/check.hpp"
+#include "hnas/core/error.hpp"
+#include "hnas/core/hash.hpp"
+#include "hnas/core/log.hpp"
+#include "hnas/core/rng.hpp"
+#include "hnas/core/signals.hpp"
+#include "hnas/data/shard_inputs.hpp"
+#include "hnas/data/token_dataset.hpp"
+#include "hnas/dist/communicator.hpp"
+#include "hnas/dist/gradient_reducer.hpp"
+#include "hnas/io/h5.hpp"
+#include "hnas/io/results_table.hpp"
+#include "hnas/model/hybrid_model.hpp"
+#include "hnas/pretrain/checkpoint.hpp"
+#include "hnas/pretrain/pretrain.hpp"
+#include "hnas/train/fused_adamw.hpp"
+#include "hnas/train/metrics.hpp"
+#include "hnas/train/throughput.hpp"
+#include "hnas/train/trainer.hpp"
+#include "token_stream.hpp"
+
+namespace hnas::pretrain {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+std::string results_path(const PretrainJob& job) { return job.run_dir + "/results.h5"; }
+
+// ---- the models --------------------------------------------------------------------
+
+arch::ModelShape shape_of(const extrapolate::TargetShape& target) {
+  auto shape = target.shape;
+  shape.backbone = arch::Backbone::LanguageModel;
+  shape.attention_bias = false;
+  shape.head_bias = false;
+  return shape;
+}
+
+// The winner(s) and the baseline of /extrapolate, at its target's width. Rank 0.
+std::vector<ModelSpec> extrapolated_models(const PretrainJob& job) {
+  const std::string path = results_path(job);
+  std::error_code missing;
+  HNAS_CHECK(fs::exists(path, missing), ConfigError,
+             "nothing to pre-train in " << job.run_dir << " (" << path
+                                        << " does not exist); run hnas extrapolate there first, or give --arch");
+  const auto file = io::open_file_read_only(path);
+  HNAS_CHECK(H5Lexists(file.get(), "extrapolate", H5P_DEFAULT) > 0, ConfigError,
+             path << " has no /extrapolate; run hnas extrapolate --run-dir " << job.run_dir
+                  << " first, or give the architectures with --arch");
+  const auto models = io::read_table(file.get(), "/extrapolate/models");
+  const auto targets = io::read_table(file.get(), "/extrapolate/target");
+  HNAS_CHECK(targets.rows.size() == 1, InputError, path << ": /extrapolate/target must have one row");
+  std::map<std::string, io::Cell> t;
+  for (size_t c = 0; c < targets.columns.size(); ++c) t[targets.columns[c].name] = targets.rows[0][c];
+  const auto integer = [&](const char* name) { return std::get<int64_t>(t.at(name)); };
+  extrapolate::TargetShape target;
+  target.name = std::get<std::string>(t.at("name"));
+  target.blocks = integer("blocks");
+  target.shape.d_model = integer("d_model");
+  target.shape.mlp_hidden = integer("mlp_hidden");
+  target.shape.num_heads = integer("heads");
+  target.shape.num_kv_heads = integer("kv_heads");
+  target.shape.head_dim = integer("head_dim");
+  target.shape.vocab_size = integer("vocab_size");
+  target.shape.rope_theta = std::get<double>(t.at("rope_theta"));
+  target.shape.tie_embeddings = integer("tie_embeddings") != 0;
+  target.shape.norm_eps = std::get<double>(t.at("norm_eps"));
+  target.context_length = integer("context_length");
+  std::vector<ModelSpec> specs;
+  for (const auto& row : models.rows)
+    specs.push_back(
+        {std::get<std::string>(row[0]), arch::Genome::parse(std::get<std::string>(row[1])), shape_of(target)});
+  return specs;
+}
+
+std::vector<ModelSpec> explicit_models(const PretrainOptions& o) {
+  std::vector<ModelSpec> specs;
+  for (const auto& genome : o.archs) specs.push_back({genome.to_string(), genome, shape_of(o.target)});
+  return specs;
+}
+
+std::string serialize(const std::vector<ModelSpec>& specs) {
+  dist::MessageWriter w;
+  w.put<uint64_t>(specs.size());
+  for (const auto& s : specs) w.put_string(s.name).put_string(s.genome.to_string()).put(s.shape);
+  return w.bytes();
+}
+
+std::vector<ModelSpec> deserialize(const std::string& bytes) {
+  dist::MessageReader r(bytes);
+  std::vector<ModelSpec> specs(r.get<uint64_t>());
+  for (auto& s : specs) {
+    s.name = r.get_string();
+    s.genome = arch::Genome::parse(r.get_string());
+    s.shape = r.get<arch::ModelShape>();
+  }
+  return specs;
+}
+
+// ---- the run's arithmetic -----------------------------------------------------------
+
+struct Plan {
+  int64_t steps = 0;
+  int64_t accumulation = 1;  // micro-batches per rank per step
+  int64_t tokens_per_step = 0;
+  train::LrSchedule schedule;
+};
+
+Plan make_plan(const PretrainOptions& o, int world_size) {
+  Plan p;
+  const int64_t per_rank = o.micro_batch * world_size;
+  HNAS_CHECK(o.global_batch % per_rank == 0, ConfigError,
+             "pretrain.global_batch = " << o.global_batch << " is not divisible by the " << world_size
+                                        << " ranks x pretrain.micro_batch = " << o.micro_batch << " (" << per_rank
+                                        << "); choose a multiple of " << per_rank);
+  p.accumulation = o.global_batch / per_rank;
+  p.tokens_per_step = o.global_batch * o.seq_len;
+  p.steps = o.tokens / p.tokens_per_step;
+  HNAS_CHECK(p.steps >= 1, ConfigError,
+             "pretrain.tokens = " << o.tokens << " is smaller than one global batch (pretrain.global_batch x "
+                                  << "pretrain.seq_len = " << p.tokens_per_step << " tokens)");
+  p.schedule = o.schedule;
+  p.schedule.total_steps = p.steps;
+  p.schedule.warmup_steps = std::llround(o.warmup_fraction * static_cast<double>(p.steps));
+  return p;
+}
+
+// What a checkpoint must match to be resumed, key by key (the key named in the refusal).
+std::map<std::string, std::string> identity_of(const ModelSpec& spec, const PretrainOptions& o, const Plan& plan,
+                                               const std::string& data_fingerprint) {
+  const auto& s = spec.shape;
+  const auto& k = plan.schedule;
+  return {
+      {"model.arch", spec.genome.to_string()},
+      {"model.shape", s.describe() + log::format(" rope %.10g eps %.3g", s.rope_theta, s.norm_eps)},
+      {"pretrain.tokens", log::format("%ld steps", static_cast<long>(plan.steps))},
+      {"pretrain.global_batch", std::to_string(o.global_batch)},
+      {"pretrain.seq_len", std::to_string(o.seq_len)},
+      {"pretrain.schedule",
+       log::format("%s peak %.10g min %.10g warmup %ld decay %.10g shape %d", train::schedule_name(k.kind), k.peak_lr,
+                   k.min_lr, static_cast<long>(k.warmup_steps), k.decay_fraction, static_cast<int>(k.decay_shape))},
+      {"pretrain.optimizer", log::format("wd %.10g betas %.10g %.10g eps %.3g clip %.10g", o.weight_decay, o.beta1,
+                                         o.beta2, o.adam_eps, o.grad_clip)},
+      {"pretrain.seed", std::to_string(o.seed)},
+      {"data", data_fingerprint},
+  };
+}
+
+std::string fingerprint_of(const std::map<std::string, std::string>& identity) {
+  std::string text;
+  for (const auto& [key, value] : identity) text += key + "=" + value + "\n";
+  return hex_fingerprint(text);
+}
+
+void check_identity(const Checkpoint& c, const std::map<std::string, std::string>& identity, const std::string& where) {
+  // The keys a user sets come before the ones derived from them (the warm-up from tokens).
+  std::vector<std::pair<std::string, std::string>> ordered;
+  for (const char* key : {"model.arch", "model.shape", "pretrain.tokens", "pretrain.global_batch", "pretrain.seq_len",
+                          "data", "pretrain.seed"})
+    if (identity.count(key)) ordered.emplace_back(key, identity.at(key));
+  for (const auto& entry : identity)
+    if (std::find_if(ordered.begin(), ordered.end(), [&](const auto& e) { return e.first == entry.first; }) ==
+        ordered.end())
+      ordered.push_back(entry);
+  for (const auto& [key, value] : ordered) {
+    const auto it = c.identity.find(key);
+    const std::string recorded = it == c.identity.end() ? "(none)" : it->second;
+    if (recorded == value) continue;
+    const std::string what = key == "data"
+                                 ? "the training data (" + data::describe_fingerprint_change(recorded, value) + ")"
+                                 : key + " (checkpoint: " + recorded + ", this run: " + value + ")";
+    throw ConfigError(where + " was written with another " + what +
+                      "; rerun with the same configuration to resume, or use a new --run-dir");
+  }
+}
+
+// ---- optimisation ------------------------------------------------------------------
+
+// AdamW over the model's parameters: matrices decay, norm gains do not. CPU float32 uses
+// the fused one-pass kernel; elsewhere the same arithmetic in tensor operations.
+class Optimizer {
+ public:
+  Optimizer(const std::vector<std::pair<std::string, torch::Tensor>>& named, const PretrainOptions& o) : options_(o) {
+    std::vector<torch::Tensor> decay, keep;
+    std::vector<std::string> decay_names, keep_names;
+    bool fusable = true;
+    for (const auto& [name, p] : named) {
+      (p.dim() >= 2 ? decay : keep).push_back(p);
+      (p.dim() >= 2 ? decay_names : keep_names).push_back(name);
+      fusable &= p.device().is_cpu() && p.scalar_type() == torch::kFloat32 && p.is_contiguous();
+    }
+    names_ = decay_names;
+    names_.insert(names_.end(), keep_names.begin(), keep_names.end());
+    parameters_ = decay;
+    parameters_.insert(parameters_.end(), keep.begin(), keep.end());
+    decays_.assign(decay.size(), o.weight_decay);
+    decays_.resize(parameters_.size(), 0.0);
+    if (fusable) {
+      fused_ = std::make_unique<train::FusedAdamW>(
+          std::vector<train::FusedAdamWGroup>{{decay, o.weight_decay}, {keep, 0.0}},
+          train::FusedAdamWOptions{o.schedule.peak_lr, o.beta1, o.beta2, o.adam_eps});
+      return;
+    }
+    for (const auto& p : parameters_) {
+      exp_avg_.push_back(torch::zeros_like(p));
+      exp_avg_sq_.push_back(torch::zeros_like(p));
+    }
+    steps_.assign(parameters_.size(), 0);
+  }
+
+  void set_lr(double lr) {
+    lr_ = lr;
+    if (fused_) fused_->set_lr(lr);
+  }
+
+  void zero_grad() {
+    for (auto& p : parameters_) p.mutable_grad() = torch::Tensor();
+  }
+
+  /// Clips to grad_clip and steps; returns the norm before clipping (non-finite: no update).
+  double clip_and_step() {
+    if (fused_) return fused_->clip_and_step(options_.grad_clip);
+    const double norm = torch::nn::utils::clip_grad_norm_(
+        parameters_, options_.grad_clip > 0 ? options_.grad_clip : std::numeric_limits<double>::infinity());
+    if (!std::isfinite(norm)) return norm;
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < parameters_.size(); ++i) {
+      auto& p = parameters_[i];
+      if (!p.grad().defined()) continue;
+      const int64_t t = ++steps_[i];
+      exp_avg_[i].mul_(options_.beta1).add_(p.grad(), 1 - options_.beta1);
+      exp_avg_sq_[i].mul_(options_.beta2).addcmul_(p.grad(), p.grad(), 1 - options_.beta2);
+      const double correction1 = 1 - std::pow(options_.beta1, static_cast<double>(t));
+      const double correction2 = 1 - std::pow(options_.beta2, static_cast<double>(t));
+      p.mul_(1 - lr_ * decays_[i]);
+      const auto denominator = (exp_avg_sq_[i] / correction2).sqrt_().add_(options_.adam_eps);
+      p.addcdiv_(exp_avg_[i], denominator, -lr_ / correction1);
+    }
+    return norm;
+  }
+
+  const std::vector<std::string>& names() const { return names_; }
+  const std::vector<torch::Tensor>& parameters() const { return parameters_; }
+  torch::Tensor exp_avg(size_t i) const { return fused_ ? fused_->exp_avg(i) : exp_avg_[i]; }
+  torch::Tensor exp_avg_sq(size_t i) const { return fused_ ? fused_->exp_avg_sq(i) : exp_avg_sq_[i]; }
+  int64_t steps(size_t i) const { return fused_ ? fused_->step_count(i) : steps_[i]; }
+  void set_steps(size_t i, int64_t n) {
+    if (fused_)
+      fused_->set_step_count(i, n);
+    else
+      steps_[i] = n;
+  }
+
+ private:
+  PretrainOptions options_;
+  std::unique_ptr<train::FusedAdamW> fused_;
+  std::vector<std::string> names_;
+  std::vector<torch::Tensor> parameters_, exp_avg_, exp_avg_sq_;
+  std::vector<double> decays_;
+  std::vector<int64_t> steps_;
+  double lr_ = 0;
+};
+
+// Rank 0's copy of `t` into every rank's (through host memory for device tensors).
+void broadcast_tensor(const dist::Communicator& world, torch::Tensor t) {
+  if (world.size() == 1) return;
+  torch::NoGradGuard no_grad;
+  auto host = t.device().is_cpu() && t.is_contiguous() ? t : t.to(torch::kCPU).contiguous();
+  world.broadcast(host.data_ptr(), static_cast<size_t>(host.numel()) * host.element_size(), 0);
+  if (!host.is_same(t)) t.copy_(host);
+}
+
+// ---- peak FLOP/s for MFU ------------------------------------------------------------
+
+double peak_flops_per_rank(const PretrainOptions& o, const torch::Device& device) {
+  if (o.peak_tflops > 0) return o.peak_tflops * 1e12;
+  if (device.is_cpu()) return train::measure_cpu_sgemm_flops();
+  // Measured: a large bf16 matrix product, the dense peak the model's GEMMs can reach.
+  const int64_t n = 8192;
+  auto a = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(torch::kBFloat16));
+  auto b = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(torch::kBFloat16));
+  torch::matmul(a, b);
+  torch::cuda::synchronize(device.index());
+  const auto start = Clock::now();
+  const int repeats = 10;
+  for (int i = 0; i < repeats; ++i) torch::matmul(a, b);
+  torch::cuda::synchronize(device.index());
+  return 2.0 * static_cast<double>(n) * n * n * repeats / seconds_since(start);
+}
+
+// ---- results.h5 --------------------------------------------------------------------
+
+struct ModelRecord {
+  std::string status = "running";  // running, completed, diverged
+  int64_t steps = 0, total_steps = 0, tokens = 0;
+  double wall_seconds = 0, tokens_per_second = 0, mfu = 0, final_validation_loss = NAN;
+  std::vector<TrainPoint> train;
+  std::vector<ValidationPoint> validation;
+};
+
+io::Table series_table(const std::vector<TrainPoint>& points) {
+  io::Table t;
+  t.columns = {{"step", io::ColumnType::Int64, 0, "optimizer steps done"},
+               {"tokens", io::ColumnType::Int64, 0, "training tokens seen"},
+               {"loss", io::ColumnType::Float64, 0, "training loss (nats/token)"},
+               {"lr", io::ColumnType::Float64, 0, "learning rate"},
+               {"grad_norm", io::ColumnType::Float64, 0, "gradient norm before clipping"},
+               {"tokens_per_second", io::ColumnType::Float64, 0, "all ranks (tokens/s)"},
+               {"mfu", io::ColumnType::Float64, 0, "model FLOPs utilisation (fraction of the peak)"},
+               {"seconds", io::ColumnType::Float64, 0, "training wall time so far (s)"}};
+  for (const auto& p : points)
+    t.rows.push_back({p.step, p.tokens, p.loss, p.lr, p.grad_norm, p.tokens_per_second, p.mfu, p.seconds});
+  return t;
+}
+
+io::Table validation_series(const std::vector<ValidationPoint>& points) {
+  io::Table t;
+  t.columns = {{"step", io::ColumnType::Int64, 0, "optimizer steps done"},
+               {"tokens", io::ColumnType::Int64, 0, "training tokens seen"},
+               {"loss", io::ColumnType::Float64, 0, "validation loss on the fixed windows (nats/token)"}};
+  for (const auto& p : points) t.rows.push_back({p.step, p.tokens, p.loss});
+  return t;
+}
+
+// Rebuilds /pretrain/summary from every /pretrain/<model> group of the new file.
+io::Table summary_table(hid_t file) {
+  io::Table t;
+  t.columns = {{"model", io::ColumnType::String, 1, "winner, baseline, or the architecture"},
+               {"arch", io::ColumnType::String, 1, "one letter per layer"},
+               {"status", io::ColumnType::String, 1, "running, completed or diverged"},
+               {"final_validation_loss", io::ColumnType::Float64, 0, "nats/token at the last step"},
+               {"steps", io::ColumnType::Int64, 0, "optimizer steps done"},
+               {"tokens", io::ColumnType::Int64, 0, "training tokens seen"},
+               {"wall_seconds", io::ColumnType::Float64, 0, "training wall time (s)"},
+               {"tokens_per_second", io::ColumnType::Float64, 0, "mean training throughput, all ranks"},
+               {"mfu", io::ColumnType::Float64, 0, "mean model FLOPs utilisation"},
+               {"parameters", io::ColumnType::Int64, 0, "total parameters"},
+               {"non_embedding_parameters", io::ColumnType::Int64, 0, "parameters outside embedding and head"}};
+  const io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file, "/pretrain", H5P_DEFAULT)));
+  H5G_info_t info{};
+  HNAS_CHECK_H5(H5Gget_info(group.get(), &info));
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    const ssize_t length =
+        HNAS_CHECK_H5(H5Lget_name_by_idx(group.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT));
+    std::string name(static_cast<size_t>(length), '\0');
+    HNAS_CHECK_H5(
+        H5Lget_name_by_idx(group.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT));
+    if (name == "summary") continue;
+    const io::H5Group m(HNAS_CHECK_H5(H5Gopen2(group.get(), name.c_str(), H5P_DEFAULT)));
+    t.rows.push_back(
+        {name, io::read_string_attribute(m.get(), "arch"), io::read_string_attribute(m.get(), "status"),
+         io::read_double_attribute(m.get(), "final_validation_loss"), io::read_int_attribute(m.get(), "steps"),
+         io::read_int_attribute(m.get(), "tokens"), io::read_double_attribute(m.get(), "wall_seconds"),
+         io::read_double_attribute(m.get(), "tokens_per_second"), io::read_double_attribute(m.get(), "mfu"),
+         io::read_int_attribute(m.get(), "parameters"), io::read_int_attribute(m.get(), "non_embedding_parameters")});
+  }
+  io::fit_string_columns(t);
+  return t;
+}
+
+void write_model_record(const PretrainJob& job, const ModelSpec& spec, const ModelRecord& r,
+                        const std::string& fingerprint) {
+  const std::string group = "/pretrain/" + spec.name;
+  io::update_file_atomically(results_path(job), {group, "/pretrain/summary"}, [&](hid_t file) {
+    io::write_table(file, group + "/train", series_table(r.train), "training loss, lr, gradient norm, throughput");
+    io::write_table(file, group + "/validation", validation_series(r.validation), "validation loss");
+    const io::H5Group g(HNAS_CHECK_H5(H5Gopen2(file, group.c_str(), H5P_DEFAULT)));
+    const auto params = arch::count_parameters(spec.genome, spec.shape);
+    io::write_string_attribute(g.get(), "doc", "pre-training of one model: its series and summary");
+    io::write_string_attribute(g.get(), "arch", spec.genome.to_string());
+    io::write_string_attribute(g.get(), "shape", spec.shape.describe());
+    io::write_int_attribute(g.get(), "parameters", params.total);
+    io::write_int_attribute(g.get(), "non_embedding_parameters", params.non_embedding);
+    io::write_int_attribute(g.get(), "steps", r.steps);
+    io::write_int_attribute(g.get(), "total_steps", r.total_steps);
+    io::write_int_attribute(g.get(), "tokens", r.tokens);
+    io::write_double_attribute(g.get(), "wall_seconds", r.wall_seconds);
+    io::write_double_attribute(g.get(), "tokens_per_second", r.tokens_per_second);
+    io::write_double_attribute(g.get(), "mfu", r.mfu);
+    io::write_double_attribute(g.get(), "final_validation_loss", r.final_validation_loss);
+    io::write_string_attribute(g.get(), "identity_fingerprint", fingerprint);
+    io::write_string_attribute(g.get(), "status", r.status);
+    io::write_table(file, "/pretrain/summary", summary_table(file), "one row per model");
+    const io::H5Group top(HNAS_CHECK_H5(H5Gopen2(file, "/pretrain", H5P_DEFAULT)));
+    io::write_string_attribute(
+        top.get(), "doc", "pre-training of the winner(s) and the baseline on the same tokens; one group per model");
+  });
+}
+
+// ---- one model ---------------------------------------------------------------------
+
+struct Shared {
+  const PretrainOptions& options;
+  const PretrainJob& job;
+  const data::TokenDataset& dataset;
+  const data::DataSplit& split;
+  const data::WindowSampler& validation;
+  const Plan& plan;
+  std::string data_fingerprint;
+  torch::Device device;
+  dist::GradientReducer* reducer;  // null when alone on the CPU
+  double peak_flops;               // per rank
+};
+
+torch::Tensor to_tensor(std::vector<int64_t>& values, int64_t rows, int64_t cols, const torch::Device& device) {
+  auto t = torch::from_blob(values.data(), {rows, cols}, torch::kInt64);
+  return device.is_cpu() ? t.clone() : t.to(device);
+}
+
+double validation_loss(model::HybridModel& model, const Shared& s) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  train::MetricsAccumulator acc;
+  const auto& world = *s.job.world;
+  for (int64_t i = world.rank(); i < s.validation.num_val_batches(); i += world.size()) {
+    data::Batch b = s.validation.val_batch(i);
+    auto logits = model->forward(to_tensor(b.inputs, b.batch_size, b.seq_len, s.device));
+    acc.add(train::batch_metrics(logits.to(torch::kFloat32), to_tensor(b.targets, b.batch_size, b.seq_len, s.device)),
+            b.batch_size);
+  }
+  acc.sum_over(world.size() > 1 ? s.reducer : nullptr);
+  model->train();
+  return acc.loss();
+}
+
+// Trains (or resumes) one model; returns 0 when it is done, kExitResumable after a stop.
+int train_one(const ModelSpec& spec, const Shared& s) {
+  const auto& o = s.options;
+  const auto& world = *s.job.world;
+  const auto& plan = s.plan;
+  const std::string checkpoint_dir = s.job.run_dir + "/checkpoints/" + spec.name;
+  const auto identity = identity_of(spec, o, plan, s.data_fingerprint);
+  const std::string fingerprint = fingerprint_of(identity);
+
+  model::HybridModelOptions mo;
+  mo.genome = spec.genome;
+  mo.shape = spec.shape;
+  mo.shape.max_seq_len = o.seq_len;
+  mo.kernels = s.device.is_cpu() ? o.kernels : model::Kernels::Reference;
+  mo.init = model::InitScheme::Llama;
+  mo.seed = derive_seed(o.seed, "pretrain init " + spec.genome.to_string());
+  model::HybridModel model(mo);
+  model->to(s.device);
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (const auto& item : model->named_parameters()) named.emplace_back(item.key(), item.value());
+  Optimizer optimizer(named, o);
+
+  // Rank 0 restores the newest valid checkpoint; every rank then takes rank 0's state.
+  ModelRecord record;
+  record.total_steps = plan.steps;
+  Checkpoint state;
+  int64_t resumed = 0;
+  dist::agree_on_errors(world, [&] {
+    if (world.rank() != 0) return;
+    auto c = load_latest_checkpoint(checkpoint_dir);
+    if (!c) return;
+    check_identity(*c, identity, "the checkpoint of step " + std::to_string(c->step) + " in " + checkpoint_dir);
+    std::map<std::string, const NamedTensor*> weights, m1, m2;
+    for (const auto& t : c->weights) weights[t.name] = &t;
+    for (const auto& t : c->exp_avg) m1[t.name] = &t;
+    for (const auto& t : c->exp_avg_sq) m2[t.name] = &t;
+    torch::NoGradGuard no_grad;
+    const auto& names = optimizer.names();
+    for (size_t i = 0; i < names.size(); ++i) {
+      const auto w = weights.find(names[i]);
+      HNAS_CHECK(w != weights.end() && m1.count(names[i]) && m2.count(names[i]), InputError,
+                 checkpoint_dir << ": the checkpoint has no tensor " << names[i] << " (another architecture)");
+      const auto& p = optimizer.parameters()[i];
+      HNAS_CHECK(w->second->tensor.sizes() == p.sizes(), InputError,
+                 checkpoint_dir << ": tensor " << names[i] << " has shape " << w->second->tensor.sizes()
+                                << ", the model's is " << p.sizes() << " (another architecture)");
+      p.copy_(w->second->tensor);
+      optimizer.exp_avg(i).copy_(m1[names[i]]->tensor);
+      optimizer.exp_avg_sq(i).copy_(m2[names[i]]->tensor);
+      optimizer.set_steps(i, m1[names[i]]->steps);
+    }
+    state = std::move(*c);
+    resumed = 1;
+  });
+  world.broadcast(&resumed, sizeof resumed, 0);
+  int64_t position[3] = {state.step, state.tokens, state.world_size};
+  world.broadcast(position, sizeof position, 0);
+  double wall_before = state.wall_seconds;
+  world.broadcast(&wall_before, sizeof wall_before, 0);
+  if (resumed) {
+    for (size_t i = 0; i < optimizer.parameters().size(); ++i) {
+      broadcast_tensor(world, optimizer.parameters()[i]);
+      broadcast_tensor(world, optimizer.exp_avg(i));
+      broadcast_tensor(world, optimizer.exp_avg_sq(i));
+      int64_t steps = optimizer.steps(i);
+      world.broadcast(&steps, sizeof steps, 0);
+      optimizer.set_steps(i, steps);
+    }
+    record.train = state.train;
+    record.validation = state.validation;
+    log::info(log::format("pretrain %s: resuming at step %ld/%ld (%ld tokens) from %s", spec.name.c_str(),
+                          static_cast<long>(position[0]), static_cast<long>(plan.steps), static_cast<long>(position[1]),
+                          checkpoint_dir.c_str()));
+    if (position[2] != world.size())
+      log::info(
+          log::format("pretrain %s: the checkpoint was written by %ld ranks, this job has %d: the data cursor "
+                      "is global, so training continues on the same windows",
+                      spec.name.c_str(), static_cast<long>(position[2]), world.size()));
+  }
+  int64_t step = position[0];
+  int64_t tokens = position[1];
+  if (step >= plan.steps) return kExitOk;  // finished: only its record was missing
+
+  const TokenStream stream(s.dataset, s.split, o.seq_len, derive_seed(o.seed, "pretrain data"));
+  const double train_flops_per_token = 3.0 * arch::forward_flops_per_token(spec.genome, spec.shape, o.seq_len);
+  const int64_t rows_per_rank = o.global_batch / world.size();
+  const double normaliser = static_cast<double>(o.global_batch * o.seq_len);
+  const auto params = arch::count_parameters(spec.genome, spec.shape);
+  if (!resumed)
+    log::info(log::format(
+        "pretrain %s: %s (%s), %ld parameters (%ld non-embedding), %ld steps of %ld tokens, "
+        "%ld micro-batches of %ld x %ld per rank per step, %d ranks",
+        spec.name.c_str(), spec.genome.to_string().c_str(), spec.genome.to_run_length().c_str(),
+        static_cast<long>(params.total), static_cast<long>(params.non_embedding), static_cast<long>(plan.steps),
+        static_cast<long>(plan.tokens_per_step), static_cast<long>(plan.accumulation), static_cast<long>(o.micro_batch),
+        static_cast<long>(o.seq_len), world.size()));
+
+  const auto start = Clock::now();
+  auto last_checkpoint = Clock::now();
+  std::vector<int64_t> inputs, targets;
+  double ema_step_seconds = 0;
+  const auto write_state = [&](int64_t steps_done) {
+    if (world.rank() != 0) return;
+    Checkpoint c;
+    c.step = steps_done;
+    c.tokens = tokens;
+    c.cursor = steps_done * o.global_batch;
+    c.world_size = world.size();
+    c.wall_seconds = wall_before + seconds_since(start);
+    c.identity = identity;
+    for (size_t i = 0; i < optimizer.parameters().size(); ++i) {
+      const auto& name = optimizer.names()[i];
+      c.weights.push_back({name, optimizer.parameters()[i].detach().to(torch::kCPU).clone(), 0});
+      c.exp_avg.push_back({name, optimizer.exp_avg(i).to(torch::kCPU).clone(), optimizer.steps(i)});
+      c.exp_avg_sq.push_back({name, optimizer.exp_avg_sq(i).to(torch::kCPU).clone(), optimizer.steps(i)});
+    }
+    c.train = record.train;
+    c.validation = record.validation;
+    write_checkpoint(checkpoint_dir, c, o.keep_checkpoints);
+    record.steps = steps_done;
+    record.tokens = tokens;
+    record.wall_seconds = c.wall_seconds;
+    write_model_record(s.job, spec, record, fingerprint);
+  };
+
+  model->train();
+  while (step < plan.steps) {
+    int64_t stop = stop_requested() ? 1 : 0;
+    if (world.size() > 1) stop = world.all_reduce_max(stop);
+    if (stop) {
+      dist::agree_on_errors(world, [&] { write_state(step); });
+      log::info(log::format("pretrain %s: stopped at step %ld/%ld; checkpoint written. Rerun to resume (exit code 75).",
+                            spec.name.c_str(), static_cast<long>(step), static_cast<long>(plan.steps)));
+      return kExitResumable;
+    }
+    const auto step_start = Clock::now();
+    const double lr = plan.schedule.at(step);
+    optimizer.set_lr(lr);
+    optimizer.zero_grad();
+    double loss_sum = 0;
+    const int64_t first = step * o.global_batch + world.rank() * rows_per_rank;
+    for (int64_t m = 0; m < plan.accumulation; ++m) {
+      stream.read(first + m * o.micro_batch, o.micro_batch, inputs, targets);
+      const auto x = to_tensor(inputs, o.micro_batch, o.seq_len, s.device);
+      const auto y = to_tensor(targets, o.micro_batch, o.seq_len, s.device);
+      torch::Tensor logits;
+      if (s.device.is_cuda()) {
+        at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+        at::autocast::set_enabled(true);  // bf16 matrix products, float32 master weights
+        logits = model->forward(x);
+        at::autocast::clear_cache();
+        at::autocast::set_enabled(false);
+      } else {
+        logits = model->forward(x);
+      }
+      auto loss = train::summed_cross_entropy(logits.to(torch::kFloat32), y) / normaliser;
+      loss.backward();
+      loss_sum += loss.item<double>();
+    }
+    if (s.reducer) {
+      s.reducer->sum_gradients(optimizer.parameters());
+      s.reducer->sum(&loss_sum, 1);
+    }
+    const double norm = std::isfinite(loss_sum) ? optimizer.clip_and_step() : NAN;
+    ++step;
+    tokens += plan.tokens_per_step;
+    const double step_seconds = seconds_since(step_start);
+    ema_step_seconds = ema_step_seconds == 0 ? step_seconds : 0.9 * ema_step_seconds + 0.1 * step_seconds;
+    const double tokens_per_second = static_cast<double>(plan.tokens_per_step) / step_seconds;
+    const double mfu = tokens_per_second * train_flops_per_token / (s.peak_flops * world.size());
+    record.train.push_back(
+        {step, tokens, loss_sum, lr, norm, tokens_per_second, mfu, wall_before + seconds_since(start)});
+    if (!std::isfinite(norm)) {
+      record.status = "diverged";
+      log::warn(log::format("pretrain %s: diverged at step %ld (loss %g); recorded, going on with the next model",
+                            spec.name.c_str(), static_cast<long>(step), loss_sum));
+      break;
+    }
+    const bool last = step == plan.steps;
+    if (o.log_every > 0 && (step % o.log_every == 0 || last || step == 1)) {
+      const double smoothed = static_cast<double>(plan.tokens_per_step) / ema_step_seconds;
+      log::info(
+          log::format("pretrain %s step %ld/%ld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | MFU %.1f%% | "
+                      "ETA %s",
+                      spec.name.c_str(), static_cast<long>(step), static_cast<long>(plan.steps), loss_sum, lr, norm,
+                      smoothed, 100.0 * smoothed * train_flops_per_token / (s.peak_flops * world.size()),
+                      log::format_duration(ema_step_seconds * static_cast<double>(plan.steps - step)).c_str()));
+    }
+    if ((o.eval_every > 0 && step % o.eval_every == 0) || last) {
+      const double v = validation_loss(model, s);
+      record.validation.push_back({step, tokens, v});
+      log::info(log::format("pretrain %s eval step %ld | validation loss %.4f", spec.name.c_str(),
+                            static_cast<long>(step), v));
+    }
+    int64_t due = (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || last ||
+                  (o.checkpoint_minutes > 0 && seconds_since(last_checkpoint) >= 60 * o.checkpoint_minutes);
+    if (world.size() > 1) world.broadcast(&due, sizeof due, 0);  // rank 0's clock decides
+    if (due && !last) {
+      dist::agree_on_errors(world, [&] { write_state(step); });
+      last_checkpoint = Clock::now();
+    }
+  }
+  // Done (or diverged): the final checkpoint and the record.
+  if (!record.validation.empty()) record.final_validation_loss = record.validation.back().loss;
+  if (record.status == "running") record.status = "completed";
+  double mean_tps = 0, mean_mfu = 0;
+  for (const auto& p : record.train) {
+    mean_tps += p.tokens_per_second;
+    mean_mfu += p.mfu;
+  }
+  if (!record.train.empty()) {
+    mean_tps /= static_cast<double>(record.train.size());
+    mean_mfu /= static_cast<double>(record.train.size());
+  }
+  record.tokens_per_second = mean_tps;
+  record.mfu = mean_mfu;
+  dist::agree_on_errors(world, [&] { write_state(step); });
+  log::info(log::format("pretrain %s: %s after %ld steps, %ld tokens; validation loss %.4f; %.0f tok/s, MFU %.1f%%",
+                        spec.name.c_str(), record.status.c_str(), static_cast<long>(step), static_cast<long>(tokens),
+                        record.final_validation_loss, mean_tps, 100 * mean_mfu));
+  return kExitOk;
+}
+
+// Whether /pretrain/<model> is complete with this identity. Rank 0.
+bool model_complete(hid_t file, const std::string& name, const std::string& fingerprint) {
+  const std::string group = "pretrain/" + name;
+  if (H5Lexists(file, "pretrain", H5P_DEFAULT) <= 0 || H5Lexists(file, group.c_str(), H5P_DEFAULT) <= 0) return false;
+  const io::H5Group g(HNAS_CHECK_H5(H5Gopen2(file, group.c_str(), H5P_DEFAULT)));
+  return io::has_attribute(g.get(), "status") && io::read_string_attribute(g.get(), "status") != "running" &&
+         io::read_string_attribute(g.get(), "identity_fingerprint") == fingerprint;
+}
+
+// Everything that does not depend on the model, validated on every rank.
+struct Inputs {
+  std::vector<ModelSpec> specs;
+  Plan plan;
+  std::string data_fingerprint;
+};
+
+std::vector<std::string> shard_specs(const PretrainOptions& o) {
+  auto specs = o.train_paths;
+  specs.insert(specs.end(), o.valid_paths.begin(), o.valid_paths.end());
+  return specs;
+}
+
+data::SamplerOptions sampler_options(const PretrainOptions& o) {
+  data::SamplerOptions s;
+  s.seq_len = o.seq_len;
+  s.batch_size = o.micro_batch;
+  s.seed = o.seed;
+  s.num_val_windows = o.val_windows;
+  if (o.valid_paths.empty()) {
+    s.split.mode = data::SplitMode::ByRange;
+    s.split.val_fraction = o.val_fraction;
+  } else {
+    s.split.mode = data::SplitMode::ByShard;
+    s.split.val_shards = static_cast<int64_t>(o.valid_paths.size());
+  }
+  return s;
+}
+
+Inputs read_inputs(const PretrainOptions& o, const PretrainJob& job) {
+  Inputs in;
+  std::string bytes;
+  dist::agree_on_errors(*job.world, [&] {
+    in.plan = make_plan(o, job.world->size());
+    HNAS_CHECK(!o.train_paths.empty(), ConfigError, "pretrain.data is required: the token shards to pre-train on");
+    in.data_fingerprint = data::fingerprint_shards(data::all_shard_specs(o.train_paths, o.valid_paths));
+    if (job.world->rank() == 0) bytes = serialize(o.archs.empty() ? extrapolated_models(job) : explicit_models(o));
+  });
+  job.world->broadcast_string(bytes, 0);
+  in.specs = deserialize(bytes);
+  return in;
+}
+
+}  // namespace
+
+bool pretrain_complete(const PretrainOptions& o, const PretrainJob& job) {
+  int64_t complete = 0;
+  dist::agree_on_errors(*job.world, [&] {
+    if (job.world->rank() != 0) return;
+    const std::string path = results_path(job);
+    std::error_code missing;
+    if (!fs::exists(path, missing)) return;
+    try {
+      const Plan plan = make_plan(o, job.world->size());
+      const auto specs = o.archs.empty() ? extrapolated_models(job) : explicit_models(o);
+      const auto fingerprint_data = data::fingerprint_shards(data::all_shard_specs(o.train_paths, o.valid_paths));
+      const auto file = io::open_file_read_only(path);
+      complete = 1;
+      for (const auto& spec : specs)
+        complete &= model_complete(file.get(), spec.name, fingerprint_of(identity_of(spec, o, plan, fingerprint_data)));
+    } catch (const Error&) {  // run() reports it
+      complete = 0;
+    }
+  });
+  job.world->broadcast(&complete, sizeof complete, 0);
+  return complete != 0;
+}
+
+int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
+  const auto& world = *job.world;
+  const Inputs in = read_inputs(o, job);
+  std::unique_ptr<data::TokenDataset> dataset;
+  std::unique_ptr<data::WindowSampler> validation;
+  dist::agree_on_errors(world, [&] {
+    for (const auto& spec : in.specs) spec.shape.validate();
+    int64_t vocab = 0;
+    for (const auto& spec : in.specs) vocab = std::max(vocab, spec.shape.vocab_size);
+    dataset = std::make_unique<data::TokenDataset>(shard_specs(o), vocab);
+    validation = std::make_unique<data::WindowSampler>(*dataset, sampler_options(o));
+    TokenStream(*dataset, validation->split(), o.seq_len, o.seed);  // enough training windows
+    if (world.rank() == 0 && job.hold_run_directory && !job.dry_run) job.hold_run_directory();
+  });
+  log::info(
+      log::format("hnas pretrain: %zu models, %ld steps of %ld sequences x %ld tokens (%ld tokens each), "
+                  "%d ranks x %ld micro-batches of %ld, schedule %s, run directory %s",
+                  in.specs.size(), static_cast<long>(in.plan.steps), static_cast<long>(o.global_batch),
+                  static_cast<long>(o.seq_len), static_cast<long>(in.plan.steps * in.plan.tokens_per_step),
+                  world.size(), static_cast<long>(in.plan.accumulation), static_cast<long>(o.micro_batch),
+                  train::schedule_name(o.schedule.kind), job.run_dir.c_str()));
+  for (const auto& spec : in.specs)
+    log::info("  " + spec.name + ": " + spec.genome.to_string() + " at " + spec.shape.describe());
+  if (job.dry_run) return kExitOk;
+
+  const torch::Device device = job.gpu >= 0 ? torch::Device(torch::kCUDA, job.gpu) : torch::Device(torch::kCPU);
+  std::unique_ptr<dist::GradientReducer> reducer;
+  if (job.gpu >= 0)
+    reducer = dist::make_nccl_reducer(world, job.gpu, job.nccl_timeout);
+  else if (world.size() > 1)
+    reducer = dist::make_mpi_reducer(world);
+  const double peak = peak_flops_per_rank(o, device);
+  const Shared shared{o,      job,           *dataset, validation->split(), *validation, in.plan, in.data_fingerprint,
+                      device, reducer.get(), peak};
+  const dist::ScopedStallTimeout timed(job.stall_timeout);
+  for (const auto& spec : in.specs) {
+    int64_t done = 0;
+    dist::agree_on_errors(world, [&] {
+      if (world.rank() != 0) return;
+      std::error_code missing;
+      if (!fs::exists(results_path(job), missing)) return;
+      const auto file = io::open_file_read_only(results_path(job));
+      done = model_complete(file.get(), spec.name, fingerprint_of(identity_of(spec, o, in.plan, in.data_fingerprint)));
+    });
+    world.broadcast(&done, sizeof done, 0);
+    if (done) {
+      log::info("pretrain " + spec.name + ": complete; skipped");
+      continue;
+    }
+    const int code = train_one(spec, shared);
+    if (code != kExitOk) return code;
+  }
+  world.barrier();
+  return kExitOk;
+}
+
+}  // namespace hnas::pretrain
