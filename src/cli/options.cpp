@@ -37,6 +37,8 @@ const char* kUsage =
     "  pretrain   pre-train the extrapolated winner and the baseline on token shards,\n"
     "             data-parallel over the ranks, with HDF5 checkpoints; rerun resumes:\n"
     "               mpirun -np 4 hnas pretrain --run-dir runs/s1 --pretrain.data shards/train_*.bin\n"
+    "  generate   text from a checkpoint: prefill, then decoding with a KV cache:\n"
+    "               hnas generate --checkpoint runs/s1/checkpoints/winner --prompt \"The \"\n"
     "\n"
     "Every key of the INI file (--config FILE) can be given on the command line as\n"
     "--section.key=value, which overrides the file; `hnas <command> --help` lists them.\n"
@@ -69,6 +71,10 @@ void declare_keys(OptionTable& table, Settings& s) {
       declare_target(table, s);
       declare_run(table, s);
       return;
+    case Command::Generate:
+      declare_generate(table, s);
+      declare_run(table, s);
+      return;
     default:
       break;
   }
@@ -94,6 +100,8 @@ const char* command_name(Command command) {
       return "extrapolate";
     case Command::Pretrain:
       return "pretrain";
+    case Command::Generate:
+      return "generate";
     default:
       return "evaluate";
   }
@@ -151,7 +159,8 @@ void read_command_line(const std::vector<std::string>& args, const po::options_d
 // Whether `key` is read by some command: one INI file may configure the whole pipeline,
 // and each command takes its own sections from it.
 bool key_of_some_command(const std::string& key) {
-  for (auto command : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain})
+  for (auto command : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain,
+                       Command::Generate})
     for (const auto& info : declared_keys(command))
       if (info.key == key) return true;
   return false;
@@ -200,6 +209,11 @@ void check_all(Settings& s, Problems& problems) {
     check_pretrain(s, problems);
     return;
   }
+  if (s.command == Command::Generate) {
+    check_run(s, problems);
+    check_generate(s, problems);
+    return;
+  }
   check_top_level(s, problems);
   check_run(s, problems);
   check_model(s, problems);
@@ -219,13 +233,15 @@ void check_all(Settings& s, Problems& problems) {
 // `hnas extrapolate --target 1B --method stack` (and `hnas pretrain --target`): the keys
 // users type most, without their section.
 std::vector<std::string> expand_shortcuts(Command command, std::vector<std::string> args) {
-  if (command != Command::Extrapolate && command != Command::Pretrain) return args;
-  const std::vector<std::string> keys = command == Command::Extrapolate ? std::vector<std::string>{"target", "method"}
-                                                                        : std::vector<std::string>{"target"};
+  std::vector<std::string> keys;
+  std::string section = "extrapolate";
+  if (command == Command::Extrapolate) keys = {"target", "method"};
+  if (command == Command::Pretrain) keys = {"target"};
+  if (command == Command::Generate) keys = {"checkpoint", "prompt"}, section = "generate";
   for (auto& arg : args)
     for (const auto& key : keys) {
-      const std::string flag = std::string("--") + key;
-      if (arg == flag || arg.rfind(flag + "=", 0) == 0) arg = "--extrapolate." + arg.substr(2);
+      const std::string flag = "--" + key;
+      if (arg == flag || arg.rfind(flag + "=", 0) == 0) arg = "--" + section + "." + arg.substr(2);
     }
   return args;
 }
@@ -286,6 +302,7 @@ Invocation parse_command(Command command, const std::vector<std::string>& args,
   invocation.aggregate = s.aggregate;
   invocation.extrapolate = s.extrapolate;
   invocation.pretrain = s.pretrain;
+  invocation.generate = s.generate;
   return invocation;
 }
 
@@ -319,10 +336,12 @@ Invocation parse_command_line(int argc, const char* const* argv) {
     invocation.command = Command::Version;
     return invocation;
   }
-  for (auto c : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain})
+  for (auto c : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain,
+                 Command::Generate})
     if (command == command_name(c)) return parse_command(c, std::vector<std::string>(argv + 2, argv + argc));
-  throw ConfigError("unknown command \"" + printable(command) +
-                    "\"; the commands are evaluate, search, aggregate, extrapolate and pretrain (hnas --help)");
+  throw ConfigError(
+      "unknown command \"" + printable(command) +
+      "\"; the commands are evaluate, search, aggregate, extrapolate, pretrain and generate (hnas --help)");
 }
 
 std::vector<std::unique_ptr<pipeline::Stage>> stages_of(const Invocation& invocation) {
@@ -333,6 +352,7 @@ std::vector<std::unique_ptr<pipeline::Stage>> stages_of(const Invocation& invoca
   if (invocation.command == Command::Extrapolate)
     stages.push_back(pipeline::make_extrapolate_stage(invocation.extrapolate));
   if (invocation.command == Command::Pretrain) stages.push_back(pipeline::make_pretrain_stage(invocation.pretrain));
+  if (invocation.command == Command::Generate) stages.push_back(pipeline::make_generate_stage(invocation.generate));
   return stages;
 }
 

@@ -488,4 +488,34 @@ void check_pretrain(Settings& s, Problems& problems) {
   if (s.job.cuda) p.kernels = model::Kernels::Reference;
 }
 
+// ---- [generate] ----
+
+void declare_generate(OptionTable& t, Settings& s) {
+  auto& g = s.generate;
+  t.text("generate.checkpoint", &g.checkpoint, "checkpoint file, or a checkpoint directory (its latest)");
+  t.text("generate.prompt", &g.prompt, "prompt text (its bytes are the tokens of a byte-level vocabulary)");
+  t.words("generate.prompt_tokens", &s.prompt_tokens, "or the prompt as token ids");
+  t.integer("generate.max_new_tokens", &g.max_new_tokens, Range::at_least(1), "tokens to generate");
+  t.real("generate.temperature", &g.temperature, Range::at_least(0), "sampling temperature (0: greedy)");
+  t.integer("generate.top_k", &g.top_k, Range::at_least(0), "sample among the k most likely tokens (0: all)");
+  t.integer("generate.seed", &g.seed, Range::at_least(0), "sampling seed");
+  t.integer("generate.repeats", &g.repeats, Range::at_least(1), "generations to time (the mean is reported)");
+  t.text("generate.logits", &g.logits_path, "write the prompt's logits and the tokens to this HDF5 file");
+}
+
+void check_generate(Settings& s, Problems& problems) {
+  auto& g = s.generate;
+  if (g.checkpoint.empty()) problems.push_back("generate.checkpoint is required (--checkpoint FILE or DIR)");
+  for (const auto& word : s.prompt_tokens) {
+    char* end = nullptr;
+    const long long id = std::strtoll(word.c_str(), &end, 10);
+    if (word.empty() || *end != '\0' || id < 0)
+      problems.push_back("generate.prompt_tokens: \"" + printable(word) + "\" is not a token id");
+    else
+      g.prompt_tokens.push_back(id);
+  }
+  if (g.prompt.empty() && g.prompt_tokens.empty() && problems.empty())
+    problems.push_back("give the prompt: --prompt TEXT or --generate.prompt_tokens IDS");
+}
+
 }  // namespace hnas::cli

@@ -9,6 +9,7 @@
 
 #include "hnas/aggregate/aggregate_stage.hpp"
 #include "hnas/extrapolate/extrapolate_stage.hpp"
+#include "hnas/generate/generate.hpp"
 #include "hnas/pipeline/run_context.hpp"
 #include "hnas/search/search_job.hpp"
 #include "hnas/train/evaluation.hpp"
@@ -47,6 +48,8 @@ struct Settings {
   } target;
   pretrain::PretrainOptions pretrain;
   std::vector<std::string> pretrain_archs;
+  generate::GenerateOptions generate;
+  std::vector<std::string> prompt_tokens;
 };
 
 /// Defaults that differ from the structs' own: MAD-lab's biases for the MAD objective.
@@ -64,6 +67,7 @@ void declare_aggregate(OptionTable& table, Settings& s);
 void declare_extrapolate(OptionTable& table, Settings& s);
 void declare_target(OptionTable& table, Settings& s);
 void declare_pretrain(OptionTable& table, Settings& s);
+void declare_generate(OptionTable& table, Settings& s);
 
 void check_top_level(Settings& s, Problems& problems);
 void check_model(Settings& s, Problems& problems);
@@ -75,5 +79,6 @@ void check_search(Settings& s, Problems& problems);
 void check_aggregate(Settings& s, Problems& problems);
 void check_extrapolate(Settings& s, Problems& problems);
 void check_pretrain(Settings& s, Problems& problems);
+void check_generate(Settings& s, Problems& problems);
 
 }  // namespace hnas::cli

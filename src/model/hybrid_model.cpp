@@ -97,6 +97,44 @@ torch::Tensor HybridModelImpl::forward(const torch::Tensor& tokens) {
   return options_.shape.tie_embeddings ? torch::nn::functional::linear(x, embedding_->weight) : head_->forward(x);
 }
 
+int64_t KvCache::bytes_per_token() const {
+  int64_t bytes = 0;
+  for (const auto& layer : layers)
+    bytes += 2 * layer.k.size(1) * layer.k.size(3) * static_cast<int64_t>(layer.k.element_size());
+  return bytes;
+}
+
+KvCache HybridModelImpl::make_kv_cache(int64_t batch, int64_t capacity) const {
+  HNAS_CHECK(options_.shape.backbone == arch::Backbone::LanguageModel, InternalError,
+             "a KV cache needs a language model");
+  const auto& s = options_.shape;
+  const auto like = embedding_->weight.options();
+  KvCache cache;
+  cache.capacity = capacity;
+  for (arch::Primitive p : options_.genome.layers())
+    if (p == arch::Primitive::Attention)
+      cache.layers.push_back({torch::zeros({batch, s.num_kv_heads, capacity, s.head_dim}, like),
+                              torch::zeros({batch, s.num_kv_heads, capacity, s.head_dim}, like)});
+  return cache;
+}
+
+torch::Tensor HybridModelImpl::forward(const torch::Tensor& tokens, KvCache& cache) {
+  HNAS_CHECK(tokens.dim() == 2, InternalError, "HybridModel expects tokens [batch, seq], got " << tokens.sizes());
+  HNAS_CHECK(cache.length + tokens.size(1) <= cache.capacity, ConfigError,
+             "the sequence would exceed the KV cache's " << cache.capacity << " positions");
+  SublayerContext context{rope_for(cache.length + tokens.size(1), tokens.device()), nullptr, cache.length};
+  auto x = embedding_->forward(tokens);
+  size_t attention = 0;
+  for (size_t i = 0; i < layers_->size(); ++i) {
+    const bool is_attention = options_.genome[i] == arch::Primitive::Attention;
+    context.cache = is_attention ? &cache.layers[attention++] : nullptr;
+    x = x + (*layers_)[i]->as<SublayerImpl>()->forward(x, context);
+  }
+  cache.length += tokens.size(1);
+  x = final_norm_->forward(x);
+  return options_.shape.tie_embeddings ? torch::nn::functional::linear(x, embedding_->weight) : head_->forward(x);
+}
+
 torch::Tensor HybridModelImpl::decode(const torch::Tensor& pooled) {
   auto h = pooled.unsqueeze(1) + decoder_positions_.unsqueeze(0);  // [B, L, d]
   const auto& modules = *decoder_;

@@ -37,6 +37,34 @@ at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, 
   return reference::causal_attention(qkv, shape, rope);
 }
 
+at::Tensor cached_attention(const at::Tensor& qkv, const AttentionShape& s, const RopeTable& rope, at::Tensor& k_cache,
+                            at::Tensor& v_cache, int64_t position) {
+  const int64_t batch = qkv.size(0), n = qkv.size(1), length = position + n;
+  const int64_t group = s.num_heads / s.num_kv_heads;
+  auto parts = qkv.split({s.num_heads * s.head_dim, s.num_kv_heads * s.head_dim, s.num_kv_heads * s.head_dim}, -1);
+  const RopeTable here{rope.cos.narrow(0, position, n), rope.sin.narrow(0, position, n)};
+  auto q = parts[0].view({batch, n, s.num_kv_heads, group, s.head_dim}).permute({0, 2, 3, 1, 4});
+  auto k = parts[1].view({batch, n, s.num_kv_heads, s.head_dim}).transpose(1, 2);
+  auto v = parts[2].view({batch, n, s.num_kv_heads, s.head_dim}).transpose(1, 2);
+  k_cache.narrow(2, position, n).copy_(reference::apply_rope(k, here));
+  v_cache.narrow(2, position, n).copy_(v);
+  q = reference::apply_rope(q, here).reshape({batch * s.num_kv_heads, group * n, s.head_dim});
+  const auto keys = k_cache.narrow(2, 0, length).reshape({batch * s.num_kv_heads, length, s.head_dim});
+  const auto values = v_cache.narrow(2, 0, length).reshape({batch * s.num_kv_heads, length, s.head_dim});
+  const double scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
+  auto scores = torch::bmm(q, keys.transpose(1, 2)).mul_(scale);  // [B*KV, G*n, length]
+  if (n > 1) {  // query i sees keys up to position + i; a single decoded token sees all
+    auto mask = torch::full({n, length}, -std::numeric_limits<float>::infinity(), scores.options())
+                    .triu(position + 1)
+                    .repeat({group, 1});
+    scores.add_(mask);
+  }
+  auto out = torch::bmm(torch::softmax(scores, -1), values);
+  return out.view({batch, s.num_kv_heads, group, n, s.head_dim})
+      .permute({0, 3, 1, 2, 4})
+      .reshape({batch, n, s.num_heads * s.head_dim});
+}
+
 namespace reference {
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {

@@ -24,6 +24,9 @@ class AttentionSublayer : public SublayerImpl {
 
   torch::Tensor forward(const torch::Tensor& x, const SublayerContext& context) override {
     auto qkv = qkv_->forward(norm_->forward(x));
+    if (context.cache != nullptr)
+      return out_->forward(
+          cached_attention(qkv, shape_, context.rope, context.cache->k, context.cache->v, context.position));
     return out_->forward(causal_attention(qkv, shape_, context.rope, kernels_));
   }
 

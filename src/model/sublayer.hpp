@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "hnas/arch/model_shape.hpp"
+#include "hnas/model/hybrid_model.hpp"
 #include "hnas/model/ops.hpp"
 
 namespace hnas::model {
@@ -17,6 +18,9 @@ class RmsNormImpl;
 /// What every sublayer may need besides its input.
 struct SublayerContext {
   const RopeTable& rope;
+  /// Incremental decoding: the attention layer's keys and values so far (null: none).
+  KvCache::Layer* cache = nullptr;
+  int64_t position = 0;  ///< position of the first input token (the cache's length)
 };
 
 /// f(RMSNorm(x)) of one residual sublayer; the caller adds the residual.

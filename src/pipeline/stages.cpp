@@ -112,7 +112,28 @@ class PretrainStage final : public Stage {
   pretrain::PretrainOptions options_;
 };
 
+class GenerateStage final : public Stage {
+ public:
+  explicit GenerateStage(generate::GenerateOptions options) : options_(std::move(options)) {}
+  const char* name() const override { return "generate"; }
+  bool needs_run_dir() const override { return false; }
+  bool complete(const RunContext&) const override { return false; }
+  int run(RunContext& context) override {
+    int code = kExitOk;
+    dist::agree_on_errors(context.world(),
+                          [&] { code = generate::run_generate(options_, context.gpu(), context.world().rank() == 0); });
+    return code;
+  }
+
+ private:
+  generate::GenerateOptions options_;
+};
+
 }  // namespace
+
+std::unique_ptr<Stage> make_generate_stage(generate::GenerateOptions options) {
+  return std::make_unique<GenerateStage>(std::move(options));
+}
 
 std::unique_ptr<Stage> make_pretrain_stage(pretrain::PretrainOptions options) {
   return std::make_unique<PretrainStage>(std::move(options));

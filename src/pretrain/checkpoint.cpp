@@ -215,6 +215,17 @@ void write_checkpoint(const std::string& dir, const Checkpoint& c, int64_t keep)
     write_tensors(file, "/optimizer/exp_avg_sq", c.exp_avg_sq);
     io::write_table(file, "/series/train", train_table(c.train), "training loss and throughput at every step");
     io::write_table(file, "/series/validation", validation_table(c.validation), "validation loss");
+    const auto model = make_group(file, "/model");
+    io::write_string_attribute(model.get(), "arch", c.arch);
+    io::write_int_attribute(model.get(), "d_model", c.shape.d_model);
+    io::write_int_attribute(model.get(), "heads", c.shape.num_heads);
+    io::write_int_attribute(model.get(), "kv_heads", c.shape.num_kv_heads);
+    io::write_int_attribute(model.get(), "head_dim", c.shape.head_dim);
+    io::write_int_attribute(model.get(), "mlp_hidden", c.shape.mlp_hidden);
+    io::write_int_attribute(model.get(), "vocab_size", c.shape.vocab_size);
+    io::write_double_attribute(model.get(), "rope_theta", c.shape.rope_theta);
+    io::write_double_attribute(model.get(), "norm_eps", c.shape.norm_eps);
+    io::write_int_attribute(model.get(), "tie_embeddings", c.shape.tie_embeddings);
     const auto state = make_group(file, "/state");
     io::write_int_attribute(state.get(), "format", kFormat);
     io::write_int_attribute(state.get(), "step", c.step);
@@ -238,6 +249,22 @@ Checkpoint read_checkpoint(const std::string& path) {
   HNAS_CHECK(io::read_int_attribute(state.get(), "format") == kFormat, InputError,
              path << " has checkpoint format " << io::read_int_attribute(state.get(), "format") << ", this hnas reads "
                   << kFormat);
+  {
+    HNAS_CHECK(H5Lexists(file.get(), "model", H5P_DEFAULT) > 0, InputError, path << " has no /model (damaged?)");
+    const io::H5Group model(HNAS_CHECK_H5(H5Gopen2(file.get(), "/model", H5P_DEFAULT)));
+    c.arch = io::read_string_attribute(model.get(), "arch");
+    c.shape.d_model = io::read_int_attribute(model.get(), "d_model");
+    c.shape.num_heads = io::read_int_attribute(model.get(), "heads");
+    c.shape.num_kv_heads = io::read_int_attribute(model.get(), "kv_heads");
+    c.shape.head_dim = io::read_int_attribute(model.get(), "head_dim");
+    c.shape.mlp_hidden = io::read_int_attribute(model.get(), "mlp_hidden");
+    c.shape.vocab_size = io::read_int_attribute(model.get(), "vocab_size");
+    c.shape.rope_theta = io::read_double_attribute(model.get(), "rope_theta");
+    c.shape.norm_eps = io::read_double_attribute(model.get(), "norm_eps");
+    c.shape.tie_embeddings = io::read_int_attribute(model.get(), "tie_embeddings") != 0;
+    c.shape.attention_bias = c.shape.head_bias = false;
+    c.shape.backbone = arch::Backbone::LanguageModel;
+  }
   c.step = io::read_int_attribute(state.get(), "step");
   c.tokens = io::read_int_attribute(state.get(), "tokens");
   c.cursor = io::read_int_attribute(state.get(), "cursor");

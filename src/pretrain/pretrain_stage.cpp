@@ -547,6 +547,8 @@ int train_one(const ModelSpec& spec, const Shared& s) {
     c.world_size = world.size();
     c.wall_seconds = wall_before + seconds_since(start);
     c.identity = identity;
+    c.arch = spec.genome.to_string();
+    c.shape = spec.shape;
     for (size_t i = 0; i < optimizer.parameters().size(); ++i) {
       const auto& name = optimizer.names()[i];
       c.weights.push_back({name, optimizer.parameters()[i].detach().to(torch::kCPU).clone(), 0});

@@ -359,7 +359,8 @@ std::vector<std::string> documented_keys() {
 TEST(Documentation, inputs_readme_documents_exactly_the_declared_keys) {
   const auto documented = documented_keys();
   std::vector<std::string> declared;
-  for (auto command : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain})
+  for (auto command : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain,
+                       Command::Generate})
     for (const auto& key : hnas::cli::declared_keys(command))
       if (std::find(declared.begin(), declared.end(), key.key) == declared.end()) declared.push_back(key.key);
   for (const auto& key : declared)

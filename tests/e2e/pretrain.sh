@@ -76,6 +76,16 @@ set_args --pretrain.tokens=40960
 run long one "$work/long"
 expect 0
 
+# Generation with the KV cache, and the PyTorch loader: the same logits and greedy tokens.
+"$hnas" generate --checkpoint "$work/long/checkpoints/AMAM" --prompt "The model " \
+  --generate.max_new_tokens=24 --generate.logits="$work/generate.h5" --run.threads=1 >"$work/generate.log" 2>&1 \
+  || fail "hnas generate failed: $(tail -3 "$work/generate.log")"
+grep -E "prefill|tokens " "$work/generate.log"
+/usr/bin/python3 "$src/tools/hnas_checkpoint.py" "$work/long/checkpoints/AMAM" --compare "$work/generate.h5"
+status=0; "$hnas" generate --checkpoint "$work/nowhere" --prompt x >"$work/generate-missing.log" 2>&1 || status=$?
+expect 2
+expect_log generate-missing "checkpoint $work/nowhere"
+
 # SIGTERM during the first model, then a resume: the same curves bit for bit.
 "$hnas" pretrain "${args[@]}" --run-dir "$work/term" >"$work/term.log" 2>&1 &
 pid=$!

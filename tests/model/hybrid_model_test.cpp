@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "hnas/arch/model_shape.hpp"
+#include "hnas/core/error.hpp"
 #include "hnas/model/hybrid_model.hpp"
 
 namespace {
@@ -185,6 +186,33 @@ TEST(HybridModel, tied_head_shares_the_embedding) {
   for (const auto& item : model->named_parameters()) EXPECT_EQ(item.key().find("head"), std::string::npos);
   auto logits = model->forward(torch::randint(0, 11, {1, 5}, torch::kLong));
   EXPECT_EQ(logits.size(-1), 11);
+}
+
+}  // namespace
+
+namespace {
+
+// Prefill then token-by-token decoding with the KV cache gives the logits of one full
+// forward pass, position by position; the cache holds only the attention layers.
+TEST(KvCache, incremental_decoding_equals_the_full_forward) {
+  torch::NoGradGuard no_grad;
+  auto shape = small_shape();
+  shape.tie_embeddings = true;
+  auto model = make_model("AMMAAM", shape, Kernels::Reference, 3);
+  model->eval();
+  const auto tokens = torch::randint(0, shape.vocab_size, {2, 9}, torch::kInt64);
+  const auto full = model->forward(tokens);
+  auto cache = model->make_kv_cache(2, 9);
+  ASSERT_EQ(cache.layers.size(), 3u);  // one per attention layer
+  EXPECT_EQ(cache.bytes_per_token(), 3 * 2 * shape.num_kv_heads * shape.head_dim * 4);
+  std::vector<torch::Tensor> pieces{model->forward(tokens.narrow(1, 0, 4), cache)};  // prefill 4
+  for (int64_t t = 4; t < 9; ++t) pieces.push_back(model->forward(tokens.narrow(1, t, 1), cache));
+  EXPECT_EQ(cache.length, 9);
+  const auto incremental = torch::cat(pieces, 1);
+  EXPECT_TRUE(torch::allclose(incremental, full, 1e-5, 1e-5))
+      << "largest difference " << (incremental - full).abs().max().item<float>();
+  // A full cache refuses more tokens.
+  EXPECT_THROW(model->forward(tokens.narrow(1, 0, 1), cache), hnas::ConfigError);
 }
 
 }  // namespace

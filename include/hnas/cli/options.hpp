@@ -16,7 +16,7 @@
 
 namespace hnas::cli {
 
-enum class Command { Help, Version, Evaluate, Search, Aggregate, Extrapolate, Pretrain };
+enum class Command { Help, Version, Evaluate, Search, Aggregate, Extrapolate, Pretrain, Generate };
 
 struct Invocation {
   Command command = Command::Help;
@@ -28,6 +28,7 @@ struct Invocation {
   aggregate::AggregateOptions aggregate;        ///< Command::Aggregate
   extrapolate::ExtrapolateOptions extrapolate;  ///< Command::Extrapolate
   pretrain::PretrainOptions pretrain;           ///< Command::Pretrain
+  generate::GenerateOptions generate;           ///< Command::Generate
 };
 
 /// Parses argv (argv[1] is the command). Throws ConfigError (or InputError for an

@@ -36,6 +36,19 @@ enum class InitScheme {
   Mad,    ///< as MAD-lab: embeddings N(0, 0.02), Linear weights PyTorch default, biases 0
 };
 
+/// Keys and values of every attention layer for incremental decoding (the MLP layers keep
+/// nothing): K and V of attention layer i are [batch, kv_heads, capacity, head_dim].
+struct KvCache {
+  struct Layer {
+    at::Tensor k, v;
+  };
+  std::vector<Layer> layers;  ///< one per attention layer, in layer order
+  int64_t length = 0;         ///< positions filled
+  int64_t capacity = 0;
+  /// Bytes the cache holds per token of one sequence.
+  int64_t bytes_per_token() const;
+};
+
 struct HybridModelOptions {
   arch::Genome genome;
   arch::ModelShape shape;
@@ -51,6 +64,14 @@ class HybridModelImpl : public torch::nn::Module {
   /// tokens: [B, T] int64 -> logits [B, T, V] (LanguageModel) or [B, max_seq_len, V]
   /// (AutoEncoder, decoded from the hidden state at the last input position).
   torch::Tensor forward(const torch::Tensor& tokens);
+
+  /// An empty cache for `batch` sequences of up to `capacity` positions, on the model's
+  /// device and in its dtype. LanguageModel only.
+  KvCache make_kv_cache(int64_t batch, int64_t capacity) const;
+  /// Logits [B, T, V] of `tokens` [B, T] continuing the sequences in `cache` (positions
+  /// cache.length onwards), whose keys and values are appended: a prefill when the cache
+  /// is empty, a decode step for T = 1. Throws ConfigError when the cache would overflow.
+  torch::Tensor forward(const torch::Tensor& tokens, KvCache& cache);
 
   const HybridModelOptions& options() const { return options_; }
   /// Sum of numel over parameters (equals arch::count_parameters(...).total).

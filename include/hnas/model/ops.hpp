@@ -45,6 +45,13 @@ at::Tensor swiglu(const at::Tensor& gate_up, Kernels kernels);
 /// qkv: [B, T, (H + 2 KV) * D]; returns [B, T, H * D]. Softmax scale 1/sqrt(D).
 at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope, Kernels kernels);
 
+/// Causal attention of the new tokens in `qkv` [B, n, (H + 2 KV) * D], at positions
+/// position..position+n-1, over the keys and values cached before them and their own:
+/// their K and V are written into `k_cache`/`v_cache` [B, KV, capacity, D] first. Returns
+/// [B, n, H * D], equal to causal_attention over the whole sequence at those positions.
+at::Tensor cached_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope,
+                            at::Tensor& k_cache, at::Tensor& v_cache, int64_t position);
+
 namespace reference {
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 at::Tensor swiglu(const at::Tensor& gate_up);

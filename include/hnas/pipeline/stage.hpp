@@ -11,6 +11,7 @@
 #include "hnas/aggregate/aggregate_stage.hpp"
 #include "hnas/arch/genome.hpp"
 #include "hnas/extrapolate/extrapolate_stage.hpp"
+#include "hnas/generate/generate.hpp"
 #include "hnas/pipeline/run_context.hpp"
 #include "hnas/pretrain/pretrain.hpp"
 #include "hnas/search/search_job.hpp"
@@ -55,6 +56,9 @@ std::unique_ptr<Stage> make_extrapolate_stage(extrapolate::ExtrapolateOptions op
 
 /// Pre-training of the winner(s) and the baseline (pretrain/pretrain.hpp).
 std::unique_ptr<Stage> make_pretrain_stage(pretrain::PretrainOptions options);
+
+/// Text from a checkpoint with a KV cache (generate/generate.hpp). Keeps no run directory.
+std::unique_ptr<Stage> make_generate_stage(generate::GenerateOptions options);
 
 /// Runs the stages in order, skipping complete ones, until one returns non-zero (a stop:
 /// the rerun continues there). Returns the last exit code. Collective.

@@ -14,6 +14,9 @@
 //   /state                            attributes: step, tokens, cursor, world_size,
 //                                      wall_seconds, format; identity.<key> = the values a
 //                                      resume must match (model, schedule length, data)
+//   /model                            attributes arch, d_model, heads, kv_heads, head_dim,
+//                                      mlp_hidden, vocab_size, rope_theta, norm_eps,
+//                                      tie_embeddings: enough to rebuild the model
 //   /series/train, /series/validation the loss curves so far (compound tables)
 // tools/hnas_checkpoint.py reads it into PyTorch.
 #pragma once
@@ -25,6 +28,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "hnas/arch/model_shape.hpp"
 
 namespace hnas::pretrain {
 
@@ -59,6 +64,8 @@ struct Checkpoint {
   int64_t cursor = 0;  ///< training windows consumed (global: any world size continues from it)
   int64_t world_size = 1;
   double wall_seconds = 0;
+  std::string arch;        ///< the model's architecture (letters)
+  arch::ModelShape shape;  ///< its widths (a language model)
   /// Key -> value that must be equal to resume ("model.arch", "pretrain.tokens", "data", ...).
   std::map<std::string, std::string> identity;
   std::vector<NamedTensor> weights;
