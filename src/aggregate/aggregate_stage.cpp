@@ -259,7 +259,13 @@ class Aggregation {
         top_cluster_size_, s.valid.size(), 100.0 * share(),
         top_.size() < top_cluster_size_ ? log::format(", limited to its best %zu", top_.size()).c_str() : "",
         lowest_member_, best_member(top_).objective, 100 * attention_min_, 100 * attention_max_));
-    for (const auto& p : proposals_) {
+    const auto& best = best_member(selection_.valid);
+    log::info(log::format("aggregate: best candidate %s (id %ld) objective %.4f", best.genome.to_string().c_str(),
+                          static_cast<long>(best.candidate_id), best.objective));
+  }
+
+  void print_decision() const {
+    for (const auto& p : considered()) {
       if (!p.consensus) continue;
       std::string header = "aggregate: " + p.method + " votes  layer";
       for (const auto& info : arch::primitive_registry()) header += log::format("  %c", info.letter);
@@ -273,12 +279,6 @@ class Aggregation {
         log::info(line);
       }
     }
-    const auto& best = best_member(selection_.valid);
-    log::info(log::format("aggregate: best candidate %s (id %ld) objective %.4f", best.genome.to_string().c_str(),
-                          static_cast<long>(best.candidate_id), best.objective));
-  }
-
-  void print_decision() const {
     for (const auto& p : proposals_)
       if (p.scored)
         log::info(log::format("aggregate: %-4s %s (%s) attention %.0f%%: objective %s, %s%s", p.method.c_str(),
@@ -340,6 +340,11 @@ class Aggregation {
   }
 
  private:
+  // The proposals looked at so far (all of them once decided; a later one only if needed).
+  std::vector<Proposal> considered() const {
+    return {proposals_.begin(), proposals_.begin() + static_cast<std::ptrdiff_t>(current_ + 1)};
+  }
+
   double share() const { return static_cast<double>(top_cluster_size_) / static_cast<double>(selection_.valid.size()); }
 
   void add_proposal(const std::string& method, bool best, int context) {
@@ -458,7 +463,7 @@ class Aggregation {
       t.columns.push_back({std::string("mean_objective_") + info.letter, io::ColumnType::Float64, 0,
                            std::string("mean objective of the voters for ") + info.name});
     t.columns.push_back({"tie", io::ColumnType::Int64, 0, "1 when the top count was shared (mean objective decided)"});
-    for (const auto& p : proposals_) {
+    for (const auto& p : considered()) {
       if (!p.consensus) continue;
       for (size_t i = 0; i < p.consensus->layers.size(); ++i) {
         const auto& v = p.consensus->layers[i];

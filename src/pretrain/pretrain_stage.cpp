@@ -557,7 +557,15 @@ int train_one(const ModelSpec& spec, const Shared& s) {
     }
     c.train = record.train;
     c.validation = record.validation;
+    const auto write_start = Clock::now();
     write_checkpoint(checkpoint_dir, c, o.keep_checkpoints);
+    const double write_seconds = seconds_since(write_start);
+    int64_t bytes = 0;
+    for (const auto* list : {&c.weights, &c.exp_avg, &c.exp_avg_sq})
+      for (const auto& t : *list) bytes += t.tensor.numel() * static_cast<int64_t>(t.tensor.element_size());
+    log::info(log::format("pretrain %s: checkpoint of step %ld written: %.1f MB in %.3f s (%.0f MB/s)",
+                          spec.name.c_str(), static_cast<long>(steps_done), bytes / 1e6, write_seconds,
+                          bytes / 1e6 / std::max(write_seconds, 1e-9)));
     record.steps = steps_done;
     record.tokens = tokens;
     record.wall_seconds = c.wall_seconds;
