@@ -338,6 +338,51 @@ void Communicator::all_reduce_sum(float* values, size_t count) const {
   all_reduce_sum_in_pieces(comm_, values, count, MPI_FLOAT);
 }
 
+PendingSum Communicator::start_all_reduce_sum(float* values, size_t count) const {
+  HNAS_ASSERT(count <= kMaxCount, "start_all_reduce_sum of " << count << " floats: split it into buckets");
+  MPI_Request request;
+  MPI_Iallreduce(MPI_IN_PLACE, values, static_cast<int>(count), MPI_FLOAT, MPI_SUM, comm_, &request);
+  return PendingSum(request, comm_);
+}
+
+PendingSum::~PendingSum() {
+  if (request_ == MPI_REQUEST_NULL) return;
+  try {
+    wait();
+  } catch (...) {  // an error is already on its way; never throw from a destructor
+  }
+}
+
+PendingSum::PendingSum(PendingSum&& other) noexcept
+    : request_(std::exchange(other.request_, MPI_REQUEST_NULL)), comm_(other.comm_) {}
+
+PendingSum& PendingSum::operator=(PendingSum&& other) noexcept {
+  if (this != &other) {
+    if (request_ != MPI_REQUEST_NULL) {
+      try {
+        wait();
+      } catch (...) {
+      }
+    }
+    request_ = std::exchange(other.request_, MPI_REQUEST_NULL);
+    comm_ = other.comm_;
+  }
+  return *this;
+}
+
+bool PendingSum::test() {
+  if (request_ == MPI_REQUEST_NULL) return true;
+  int done = 0;
+  MPI_Test(&request_, &done, MPI_STATUS_IGNORE);
+  return done != 0;
+}
+
+void PendingSum::wait() {
+  if (request_ == MPI_REQUEST_NULL) return;
+  const MPI_Comm comm = comm_;
+  wait_for(request_, [comm] { return "in a gradient bucket's all-reduce over " + describe_members(comm); });
+}
+
 void Communicator::all_reduce_sum(double* values, size_t count) const {
   all_reduce_sum_in_pieces(comm_, values, count, MPI_DOUBLE);
 }

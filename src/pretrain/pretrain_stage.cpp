@@ -9,6 +9,7 @@
 #include <map>
 #include <sstream>
 
+#include "bucketed_all_reduce.hpp"
 #include "hnas/core/check.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/core/hash.hpp"
@@ -306,6 +307,8 @@ double peak_flops_per_rank(const PretrainOptions& o, const torch::Device& device
 
 struct ModelRecord {
   std::string status = "running";  // running, completed, diverged
+  double comm_seconds = 0;         // gradient all-reduce time not hidden behind backward, all steps
+  int64_t comm_steps = 0;
   int64_t steps = 0, total_steps = 0, tokens = 0;
   double wall_seconds = 0, tokens_per_second = 0, mfu = 0, final_validation_loss = NAN;
   std::vector<TrainPoint> train;
@@ -392,6 +395,8 @@ void write_model_record(const PretrainJob& job, const ModelSpec& spec, const Mod
     io::write_double_attribute(g.get(), "tokens_per_second", r.tokens_per_second);
     io::write_double_attribute(g.get(), "mfu", r.mfu);
     io::write_double_attribute(g.get(), "final_validation_loss", r.final_validation_loss);
+    io::write_double_attribute(g.get(), "exposed_allreduce_seconds_per_step",
+                               r.comm_steps > 0 ? r.comm_seconds / static_cast<double>(r.comm_steps) : 0.0);
     io::write_string_attribute(g.get(), "identity_fingerprint", fingerprint);
     io::write_string_attribute(g.get(), "status", r.status);
     io::write_table(file, "/pretrain/summary", summary_table(file), "one row per model");
@@ -534,6 +539,11 @@ int train_one(const ModelSpec& spec, const Shared& s) {
         static_cast<long>(plan.tokens_per_step), static_cast<long>(plan.accumulation), static_cast<long>(o.micro_batch),
         static_cast<long>(o.seq_len), world.size()));
 
+  // CPU data parallelism overlaps the gradient sums with the backward pass.
+  std::unique_ptr<BucketedAllReduce> overlapped;
+  if (o.overlap && s.reducer && s.device.is_cpu() && world.size() > 1)
+    overlapped =
+        std::make_unique<BucketedAllReduce>(world, optimizer.parameters(), static_cast<size_t>(o.bucket_mb * 1e6));
   const auto start = Clock::now();
   auto last_checkpoint = Clock::now();
   std::vector<int64_t> inputs, targets;
@@ -603,11 +613,19 @@ int train_one(const ModelSpec& spec, const Shared& s) {
         logits = model->forward(x);
       }
       auto loss = train::summed_cross_entropy(logits.to(torch::kFloat32), y) / normaliser;
+      if (overlapped && m + 1 == plan.accumulation) overlapped->arm();
       loss.backward();
       loss_sum += loss.item<double>();
     }
-    if (s.reducer) {
+    if (overlapped) {
+      record.comm_seconds += overlapped->finish();
+      ++record.comm_steps;
+      s.reducer->sum(&loss_sum, 1);
+    } else if (s.reducer) {
+      const auto reduce_start = Clock::now();
       s.reducer->sum_gradients(optimizer.parameters());
+      record.comm_seconds += seconds_since(reduce_start);
+      ++record.comm_steps;
       s.reducer->sum(&loss_sum, 1);
     }
     const double norm = std::isfinite(loss_sum) ? optimizer.clip_and_step() : NAN;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # hnas pretrain on byte-level shards of the project's own text, two tiny models:
-# data-parallel equals one rank; a SIGTERM and a kill -9 then a resume give the
+# data-parallel at 2 and 4 ranks equals one rank, with and without the all-reduce
+# overlapped with the backward pass; a SIGTERM and a kill -9 then a resume give the
 # uninterrupted curve bit for bit; a damaged newest checkpoint falls back to the previous
 # one; a checkpoint resumes at another world size; bad inputs are one line, exit 2.
 #   pretrain.sh HNAS MAKE_SHARDS MPIEXEC SOURCE_DIR
@@ -46,6 +47,7 @@ run() {
   local name="$1" ranks="$2" dir="$3"; shift 3
   local launch=()
   if [ "$ranks" = two ]; then launch=("$mpiexec" -n 2 --oversubscribe --allow-run-as-root); fi
+  if [ "$ranks" = four ]; then launch=("$mpiexec" -n 4 --oversubscribe --allow-run-as-root); fi
   local saved=("${args[@]}")
   set_args "$@"
   status=0
@@ -67,6 +69,15 @@ run two two "$work/two"
 expect 0
 check same "$work/one" "$work/two" AAMM 1e-4
 check same "$work/one" "$work/two" AMAM 1e-4
+# The gradient sums overlapped with the backward pass (the default) or after it: at two
+# ranks each element is the same sum of two numbers, so the curves are identical.
+run two-flat two "$work/two-flat" --pretrain.overlap=false
+expect 0
+check same "$work/two" "$work/two-flat" AAMM 0
+# Four ranks, one micro-batch each: the same curve as one rank within float tolerance.
+run four four "$work/four"
+expect 0
+check same "$work/one" "$work/four" AAMM 1e-4
 run rerun one "$work/one"
 expect 0
 expect_log rerun "pretrain: complete in $work/one; skipped"

@@ -76,6 +76,30 @@ struct Message {
   int tag = -1;
 };
 
+/// An in-place all-reduce (sum) that has been started and not yet finished: the bucket of
+/// gradients that the backward pass goes on computing beside. Movable; waits in its
+/// destructor if nobody did, so that MPI never writes into freed memory.
+class PendingSum {
+ public:
+  PendingSum() = default;
+  PendingSum(MPI_Request request, MPI_Comm comm) : request_(request), comm_(comm) {}
+  ~PendingSum();
+  PendingSum(PendingSum&& other) noexcept;
+  PendingSum& operator=(PendingSum&& other) noexcept;
+  PendingSum(const PendingSum&) = delete;
+  PendingSum& operator=(const PendingSum&) = delete;
+
+  /// Lets MPI progress; true once the sum is complete (then wait() returns at once).
+  bool test();
+  /// Blocks until the sum is complete, honouring the stall timeout.
+  void wait();
+  bool active() const { return request_ != MPI_REQUEST_NULL; }
+
+ private:
+  MPI_Request request_ = MPI_REQUEST_NULL;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+};
+
 /// An MPI communicator. World is borrowed; communicators made by split() and dup() are
 /// owned and freed on destruction. Movable, not copyable. Calls documented "collective"
 /// must be made by every rank of the communicator in the same order. Every wait honours
@@ -113,6 +137,10 @@ class Communicator {
   /// Element-wise sums over the communicator, in place. Collective.
   void all_reduce_sum(float* values, size_t count) const;
   void all_reduce_sum(double* values, size_t count) const;
+  /// Starts an in-place sum of `count` floats (at most 2^31 - 1) and returns at once; the
+  /// buffer must stay untouched until the PendingSum completes. Collective (every rank
+  /// starts the same sums in the same order).
+  PendingSum start_all_reduce_sum(float* values, size_t count) const;
   /// Maximum over the communicator. Collective.
   int64_t all_reduce_max(int64_t value) const;
   /// Minimum over the communicator. Collective.

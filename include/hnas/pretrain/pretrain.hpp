@@ -50,6 +50,9 @@ struct PretrainOptions {
   int64_t keep_checkpoints = 2;
   uint64_t seed = 0;
   double peak_tflops = 0;  ///< per rank; 0: the GPU's from a table, or sgemm measured on the CPU
+  /// CPU data parallelism: reduce gradient buckets during the backward pass (else after it).
+  bool overlap = true;
+  double bucket_mb = 25;  ///< bucket size for the overlapped all-reduce
   model::Kernels kernels = model::Kernels::Fused;
 };
 
