@@ -181,14 +181,7 @@ void update_file_atomically(const std::string& path, const std::vector<std::stri
   }
   const H5File previous = open_file_read_only(path);
   write_file_atomically(path, [&](hid_t file) {
-    H5G_info_t info{};
-    HNAS_CHECK_H5(H5Gget_info(previous.get(), &info));
-    for (hsize_t i = 0; i < info.nlinks; ++i) {
-      const ssize_t length = HNAS_CHECK_H5(
-          H5Lget_name_by_idx(previous.get(), "/", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT));
-      std::string name(static_cast<size_t>(length), '\0');
-      HNAS_CHECK_H5(H5Lget_name_by_idx(previous.get(), "/", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1,
-                                       H5P_DEFAULT));
+    for (const auto& name : link_names(previous.get())) {
       if (std::find(replaced.begin(), replaced.end(), "/" + name) != replaced.end()) continue;
       HNAS_CHECK_H5(H5Ocopy(previous.get(), name.c_str(), file, name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
     }

@@ -443,4 +443,19 @@ double read_double_attribute(hid_t object, const std::string& name) {
   return value;
 }
 
+std::vector<std::string> link_names(hid_t group) {
+  H5G_info_t info{};
+  HNAS_CHECK_H5(H5Gget_info(group, &info));
+  std::vector<std::string> names;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    const ssize_t length =
+        HNAS_CHECK_H5(H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT));
+    std::string name(static_cast<size_t>(length), '\0');
+    HNAS_CHECK_H5(
+        H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT));
+    names.push_back(name);
+  }
+  return names;
+}
+
 }  // namespace hnas::io

@@ -99,26 +99,11 @@ bool link_exists(hid_t file, const std::string& path) {
   }
 }
 
-std::vector<std::string> member_names(hid_t group) {
-  H5G_info_t info{};
-  HNAS_CHECK_H5(H5Gget_info(group, &info));
-  std::vector<std::string> names;
-  for (hsize_t i = 0; i < info.nlinks; ++i) {
-    const ssize_t length =
-        HNAS_CHECK_H5(H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT));
-    std::string name(static_cast<size_t>(length), '\0');
-    HNAS_CHECK_H5(
-        H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT));
-    names.push_back(name);
-  }
-  return names;
-}
-
 std::vector<NamedTensor> read_tensors(hid_t file, const std::string& path, const std::string& where) {
   HNAS_CHECK(link_exists(file, path), InputError, where << " has no " << path << " (damaged or truncated)");
   const io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file, path.c_str(), H5P_DEFAULT)));
   std::vector<NamedTensor> out;
-  for (const auto& name : member_names(group.get())) {
+  for (const auto& name : io::link_names(group.get())) {
     const std::string what = where + ":" + path + "/" + name;
     const auto dataset = io::open_dataset(group.get(), name);
     const auto type = scalar_type_named(io::read_string_attribute(dataset.get(), "dtype"), what);
@@ -135,7 +120,9 @@ std::vector<NamedTensor> read_tensors(hid_t file, const std::string& path, const
   return out;
 }
 
-io::Table train_table(const std::vector<TrainPoint>& points) {
+}  // namespace
+
+io::Table train_series_table(const std::vector<TrainPoint>& points) {
   io::Table t;
   t.columns = {{"step", io::ColumnType::Int64, 0, "optimizer steps done"},
                {"tokens", io::ColumnType::Int64, 0, "training tokens seen"},
@@ -150,7 +137,7 @@ io::Table train_table(const std::vector<TrainPoint>& points) {
   return t;
 }
 
-io::Table validation_table(const std::vector<ValidationPoint>& points) {
+io::Table validation_series_table(const std::vector<ValidationPoint>& points) {
   io::Table t;
   t.columns = {{"step", io::ColumnType::Int64, 0, "optimizer steps done"},
                {"tokens", io::ColumnType::Int64, 0, "training tokens seen"},
@@ -158,6 +145,8 @@ io::Table validation_table(const std::vector<ValidationPoint>& points) {
   for (const auto& p : points) t.rows.push_back({p.step, p.tokens, p.loss});
   return t;
 }
+
+namespace {
 
 // Checkpoints in DIR, newest first.
 std::vector<std::string> checkpoints_in(const std::string& dir) {
@@ -213,8 +202,8 @@ void write_checkpoint(const std::string& dir, const Checkpoint& c, int64_t keep)
     write_tensors(file, "/weights", c.weights);
     write_tensors(file, "/optimizer/exp_avg", c.exp_avg);
     write_tensors(file, "/optimizer/exp_avg_sq", c.exp_avg_sq);
-    io::write_table(file, "/series/train", train_table(c.train), "training loss and throughput at every step");
-    io::write_table(file, "/series/validation", validation_table(c.validation), "validation loss");
+    io::write_table(file, "/series/train", train_series_table(c.train), "training loss and throughput at every step");
+    io::write_table(file, "/series/validation", validation_series_table(c.validation), "validation loss");
     const auto model = make_group(file, "/model");
     io::write_string_attribute(model.get(), "arch", c.arch);
     io::write_int_attribute(model.get(), "d_model", c.shape.d_model);

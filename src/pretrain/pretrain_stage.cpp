@@ -315,30 +315,6 @@ struct ModelRecord {
   std::vector<ValidationPoint> validation;
 };
 
-io::Table series_table(const std::vector<TrainPoint>& points) {
-  io::Table t;
-  t.columns = {{"step", io::ColumnType::Int64, 0, "optimizer steps done"},
-               {"tokens", io::ColumnType::Int64, 0, "training tokens seen"},
-               {"loss", io::ColumnType::Float64, 0, "training loss (nats/token)"},
-               {"lr", io::ColumnType::Float64, 0, "learning rate"},
-               {"grad_norm", io::ColumnType::Float64, 0, "gradient norm before clipping"},
-               {"tokens_per_second", io::ColumnType::Float64, 0, "all ranks (tokens/s)"},
-               {"mfu", io::ColumnType::Float64, 0, "model FLOPs utilisation (fraction of the peak)"},
-               {"seconds", io::ColumnType::Float64, 0, "training wall time so far (s)"}};
-  for (const auto& p : points)
-    t.rows.push_back({p.step, p.tokens, p.loss, p.lr, p.grad_norm, p.tokens_per_second, p.mfu, p.seconds});
-  return t;
-}
-
-io::Table validation_series(const std::vector<ValidationPoint>& points) {
-  io::Table t;
-  t.columns = {{"step", io::ColumnType::Int64, 0, "optimizer steps done"},
-               {"tokens", io::ColumnType::Int64, 0, "training tokens seen"},
-               {"loss", io::ColumnType::Float64, 0, "validation loss on the fixed windows (nats/token)"}};
-  for (const auto& p : points) t.rows.push_back({p.step, p.tokens, p.loss});
-  return t;
-}
-
 // Rebuilds /pretrain/summary from every /pretrain/<model> group of the new file.
 io::Table summary_table(hid_t file) {
   io::Table t;
@@ -354,14 +330,7 @@ io::Table summary_table(hid_t file) {
                {"parameters", io::ColumnType::Int64, 0, "total parameters"},
                {"non_embedding_parameters", io::ColumnType::Int64, 0, "parameters outside embedding and head"}};
   const io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file, "/pretrain", H5P_DEFAULT)));
-  H5G_info_t info{};
-  HNAS_CHECK_H5(H5Gget_info(group.get(), &info));
-  for (hsize_t i = 0; i < info.nlinks; ++i) {
-    const ssize_t length =
-        HNAS_CHECK_H5(H5Lget_name_by_idx(group.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT));
-    std::string name(static_cast<size_t>(length), '\0');
-    HNAS_CHECK_H5(
-        H5Lget_name_by_idx(group.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT));
+  for (const auto& name : io::link_names(group.get())) {
     if (name == "summary") continue;
     const io::H5Group m(HNAS_CHECK_H5(H5Gopen2(group.get(), name.c_str(), H5P_DEFAULT)));
     t.rows.push_back(
@@ -379,8 +348,9 @@ void write_model_record(const PretrainJob& job, const ModelSpec& spec, const Mod
                         const std::string& fingerprint) {
   const std::string group = "/pretrain/" + spec.name;
   io::update_file_atomically(results_path(job), {group, "/pretrain/summary"}, [&](hid_t file) {
-    io::write_table(file, group + "/train", series_table(r.train), "training loss, lr, gradient norm, throughput");
-    io::write_table(file, group + "/validation", validation_series(r.validation), "validation loss");
+    io::write_table(file, group + "/train", train_series_table(r.train),
+                    "training loss, lr, gradient norm, throughput");
+    io::write_table(file, group + "/validation", validation_series_table(r.validation), "validation loss");
     const io::H5Group g(HNAS_CHECK_H5(H5Gopen2(file, group.c_str(), H5P_DEFAULT)));
     const auto params = arch::count_parameters(spec.genome, spec.shape);
     io::write_string_attribute(g.get(), "doc", "pre-training of one model: its series and summary");

@@ -174,3 +174,50 @@ TEST(WriteFileAtomically, a_missing_directory_fails_before_fill_runs) {
 }
 
 }  // namespace
+
+namespace {
+
+// The shared results file: a stage replaces its own groups, top-level or nested, and every
+// other object stays with its attributes; the large-file variant writes the same bytes.
+TEST(UpdateFileAtomically, replaces_only_the_named_groups_top_level_or_nested) {
+  TempDir dir;
+  const std::string path = dir.file("results.h5");
+  io::write_file_atomically(path, [](hid_t file) {
+    io::write_string_dataset(file, "/search/config", "search");
+    io::write_string_dataset(file, "/pretrain/winner/train", "old winner");
+    io::write_string_dataset(file, "/pretrain/baseline/train", "baseline");
+    io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file, "/pretrain", H5P_DEFAULT)));
+    io::write_string_attribute(group.get(), "doc", "kept");
+  });
+  io::update_file_atomically(path, {"/pretrain/winner", "/aggregate"}, [](hid_t file) {
+    io::write_string_dataset(file, "/pretrain/winner/train", "new winner");
+    io::write_string_dataset(file, "/aggregate/config", "aggregate");
+  });
+  const auto file = io::open_file_read_only(path);
+  EXPECT_EQ(io::read_string_dataset(file.get(), "/search/config"), "search");
+  EXPECT_EQ(io::read_string_dataset(file.get(), "/pretrain/winner/train"), "new winner");
+  EXPECT_EQ(io::read_string_dataset(file.get(), "/pretrain/baseline/train"), "baseline");
+  EXPECT_EQ(io::read_string_dataset(file.get(), "/aggregate/config"), "aggregate");
+  io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file.get(), "/pretrain", H5P_DEFAULT)));
+  EXPECT_EQ(io::read_string_attribute(group.get(), "doc"), "kept");
+  EXPECT_EQ(io::link_names(file.get()), (std::vector<std::string>{"aggregate", "pretrain", "search"}));
+}
+
+TEST(UpdateFileAtomically, a_missing_file_starts_empty_and_a_large_file_is_written_in_place) {
+  TempDir dir;
+  io::update_file_atomically(dir.file("new.h5"), {"/x"},
+                             [](hid_t file) { io::write_string_dataset(file, "/x/y", "first"); });
+  EXPECT_EQ(io::read_string_dataset(io::open_file_read_only(dir.file("new.h5")).get(), "/x/y"), "first");
+  io::write_large_file_atomically(
+      dir.file("big.h5"), [](hid_t file) { io::write_dataset_1d(file, "/values", std::vector<float>(1 << 20, 1.5f)); });
+  EXPECT_TRUE(temporaries(dir.path(), "big.h5").empty());
+  const auto file = io::open_file_read_only(dir.file("big.h5"));
+  EXPECT_EQ(io::dataset_shape(io::open_dataset(file.get(), "/values").get()), (std::vector<hsize_t>{1u << 20}));
+  // A failure inside fill leaves no temporary and no target.
+  EXPECT_THROW(io::write_large_file_atomically(dir.file("failed.h5"), [](hid_t) { throw hnas::IoError("boom"); }),
+               hnas::IoError);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("failed.h5")));
+  EXPECT_TRUE(temporaries(dir.path(), "failed.h5").empty());
+}
+
+}  // namespace

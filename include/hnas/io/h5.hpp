@@ -131,6 +131,9 @@ H5File create_file(const std::string& path, hid_t file_access = H5P_DEFAULT);
 /// the file and dataset when it does not exist or is not a dataset.
 H5Dataset open_dataset(hid_t location, const std::string& name);
 
+/// Names of the links in `group` (a file or group id), in name order. Rank-local.
+std::vector<std::string> link_names(hid_t group);
+
 /// Current extent of each dimension of `dataset` (empty for a scalar).
 std::vector<hsize_t> dataset_shape(hid_t dataset);
 

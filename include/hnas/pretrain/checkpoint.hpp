@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "hnas/arch/model_shape.hpp"
+#include "hnas/io/results_table.hpp"
 
 namespace hnas::pretrain {
 
@@ -88,6 +89,11 @@ std::optional<Checkpoint> load_latest_checkpoint(const std::string& dir);
 /// Reads one checkpoint file, verifying every checksum. Throws InputError naming the file
 /// and the first defect.
 Checkpoint read_checkpoint(const std::string& path);
+
+/// The training and validation series as the tables stored in a checkpoint's /series and
+/// in /pretrain/<model> of results.h5. Rank-local.
+io::Table train_series_table(const std::vector<TrainPoint>& points);
+io::Table validation_series_table(const std::vector<ValidationPoint>& points);
 
 /// The 64-bit FNV-1a hash (over 8-byte words) of a tensor's bytes, as 16 hex digits.
 std::string tensor_checksum(const at::Tensor& tensor);
