@@ -124,6 +124,9 @@ po::options_description describe(const OptionTable& table, Command command, Swit
   if (command == Command::Extrapolate)
     d.add_options()("run-dir", po::value<std::string>(&switches.run_dir),
                     "run directory: take its aggregate (unless --arch) and write /extrapolate there");
+  if (command == Command::Generate)
+    d.add_options()("run-dir", po::value<std::string>(&switches.run_dir),
+                    "without --checkpoint: time every model of RUN_DIR/checkpoints, write /inference");
   if (command == Command::Pretrain)
     d.add_options()("run-dir", po::value<std::string>(&switches.run_dir),
                     "run directory: its /extrapolate models (unless --arch); checkpoints and /pretrain there");
@@ -279,6 +282,8 @@ Invocation parse_command(Command command, const std::vector<std::string>& args,
   check_all(s, problems);
   if (command == Command::Search && switches.run_dir.empty() && !recorded_config)
     problems.push_back("--run-dir is required (the directory of results.h5; rerunning resumes)");
+  if (command == Command::Generate && switches.run_dir.empty() && s.generate.checkpoint.empty())
+    problems.push_back("give --checkpoint FILE or DIR, or --run-dir DIR to time every model of its checkpoints");
   if (command == Command::Pretrain && switches.run_dir.empty())
     problems.push_back("--run-dir is required (checkpoints and results.h5 go there; rerunning resumes)");
   if (command == Command::Aggregate && switches.run_dir.empty())
@@ -303,6 +308,7 @@ Invocation parse_command(Command command, const std::vector<std::string>& args,
   invocation.extrapolate = s.extrapolate;
   invocation.pretrain = s.pretrain;
   invocation.generate = s.generate;
+  invocation.generate.run_dir = switches.run_dir;
   return invocation;
 }
 

@@ -509,7 +509,6 @@ void declare_generate(OptionTable& t, Settings& s) {
 
 void check_generate(Settings& s, Problems& problems) {
   auto& g = s.generate;
-  if (g.checkpoint.empty()) problems.push_back("generate.checkpoint is required (--checkpoint FILE or DIR)");
   for (const auto& word : s.prompt_tokens) {
     char* end = nullptr;
     const long long id = std::strtoll(word.c_str(), &end, 10);

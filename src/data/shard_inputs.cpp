@@ -9,9 +9,9 @@
 #include <sstream>
 
 #include "hnas/core/check.hpp"
-#include "hnas/core/hash.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/core/files.hpp"
+#include "hnas/core/hash.hpp"
 #include "hnas/data/token_shard.hpp"
 
 namespace hnas::data {

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -78,71 +79,155 @@ std::string printable_text(const std::vector<int64_t>& tokens) {
   return out;
 }
 
-}  // namespace
+// One prompt generated `repeats` times, timed.
+struct Generation {
+  std::vector<int64_t> prompt, tokens;
+  torch::Tensor prompt_logits;  // [T, V] float32, CPU
+  double prefill_seconds = 0;   // mean
+  double decode_seconds_per_token = 0;
+  int64_t cache_bytes_per_token = 0;
+};
 
-int run_generate(const GenerateOptions& o, int gpu, bool writes) {
-  const torch::Device device = gpu >= 0 ? torch::Device(torch::kCUDA, gpu) : torch::Device(torch::kCPU);
-  const std::string path = checkpoint_file(o.checkpoint);
-  auto model = load_model(path, device);
+Generation generate_timed(model::HybridModel& model, const GenerateOptions& o, const torch::Device& device) {
   const auto& shape = model->options().shape;
-  std::vector<int64_t> prompt = o.prompt_tokens;
-  for (unsigned char c : o.prompt) prompt.push_back(c);
-  HNAS_CHECK(!prompt.empty(), ConfigError, "the prompt is empty: give --prompt TEXT or --generate.prompt_tokens IDS");
-  for (auto t : prompt)
+  Generation g;
+  g.prompt = o.prompt_tokens;
+  for (unsigned char c : o.prompt) g.prompt.push_back(c);
+  HNAS_CHECK(!g.prompt.empty(), ConfigError, "the prompt is empty: give --prompt TEXT or --generate.prompt_tokens IDS");
+  for (auto t : g.prompt)
     HNAS_CHECK(t >= 0 && t < shape.vocab_size, ConfigError,
                "prompt token " << t << " is outside the model's vocabulary of " << shape.vocab_size);
-
   torch::NoGradGuard no_grad;
   auto generator = at::detail::createCPUGenerator(o.seed);
-  std::vector<int64_t> generated;
-  double prefill_seconds = 0, decode_seconds = 0;
-  int64_t decoded = 0, cache_bytes = 0;
-  torch::Tensor prompt_logits;
-  for (int64_t r = 0; r < std::max<int64_t>(o.repeats, 1); ++r) {
-    generated.clear();
-    auto cache = model->make_kv_cache(1, static_cast<int64_t>(prompt.size()) + o.max_new_tokens);
-    cache_bytes = cache.bytes_per_token();
-    const auto input = torch::tensor(prompt, torch::kInt64).view({1, -1}).to(device);
+  const int64_t repeats = std::max<int64_t>(o.repeats, 1);
+  double prefill = 0, decode = 0;
+  int64_t decoded = 0;
+  for (int64_t r = 0; r < repeats; ++r) {
+    g.tokens.clear();
+    auto cache = model->make_kv_cache(1, static_cast<int64_t>(g.prompt.size()) + o.max_new_tokens);
+    g.cache_bytes_per_token = cache.bytes_per_token();
+    const auto input = torch::tensor(g.prompt, torch::kInt64).view({1, -1}).to(device);
     auto start = Clock::now();
     auto logits = model->forward(input, cache);
     int64_t next = sample(logits[0][-1], o, generator);
-    if (device.is_cuda()) torch::cuda::synchronize(gpu);
-    prefill_seconds += seconds_since(start);
-    if (r == 0) prompt_logits = logits[0].to(torch::kCPU, torch::kFloat32);
-    generated.push_back(next);
+    if (device.is_cuda()) torch::cuda::synchronize(device.index());
+    prefill += seconds_since(start);
+    if (r == 0) g.prompt_logits = logits[0].to(torch::kCPU, torch::kFloat32);
+    g.tokens.push_back(next);
     start = Clock::now();
     for (int64_t i = 1; i < o.max_new_tokens; ++i) {
       const auto token = torch::full({1, 1}, next, torch::TensorOptions().dtype(torch::kInt64).device(device));
       next = sample(model->forward(token, cache)[0][-1], o, generator);
-      generated.push_back(next);
+      g.tokens.push_back(next);
       ++decoded;
     }
-    if (device.is_cuda()) torch::cuda::synchronize(gpu);
-    decode_seconds += seconds_since(start);
+    if (device.is_cuda()) torch::cuda::synchronize(device.index());
+    decode += seconds_since(start);
   }
-  const double repeats = static_cast<double>(std::max<int64_t>(o.repeats, 1));
+  g.prefill_seconds = prefill / static_cast<double>(repeats);
+  g.decode_seconds_per_token = decoded > 0 ? decode / static_cast<double>(decoded) : 0.0;
+  return g;
+}
+
+void print(const std::string& path, const model::HybridModel& model, const Generation& g) {
+  const auto& shape = model->options().shape;
   log::info("generate: " + path + " (" + model->options().genome.to_string() + ", " + shape.describe() + ")");
   std::string ids;
-  for (auto t : generated) ids += (ids.empty() ? "" : " ") + std::to_string(t);
+  for (auto t : g.tokens) ids += (ids.empty() ? "" : " ") + std::to_string(t);
   log::info("generate: tokens " + ids);
   if (shape.vocab_size <= 257)
-    log::info("generate: text \"" + printable_text(prompt) + "|" + printable_text(generated) + "\"");
+    log::info("generate: text \"" + printable_text(g.prompt) + "|" + printable_text(g.tokens) + "\"");
   log::info(log::format(
-      "generate: prefill %zu tokens in %.3f ms; decode %.3f ms/token over %ld tokens; KV cache %ld bytes/token "
+      "generate: prefill %zu tokens in %.3f ms; decode %.3f ms/token over %zu tokens; KV cache %ld bytes/token "
       "(%ld in bf16)",
-      prompt.size(), 1e3 * prefill_seconds / repeats,
-      decoded > 0 ? 1e3 * decode_seconds / static_cast<double>(decoded) : 0.0,
-      static_cast<long>(decoded / static_cast<int64_t>(repeats)), static_cast<long>(cache_bytes),
-      static_cast<long>(cache_bytes / 2)));
+      g.prompt.size(), 1e3 * g.prefill_seconds, 1e3 * g.decode_seconds_per_token, g.tokens.size() - 1,
+      static_cast<long>(g.cache_bytes_per_token), static_cast<long>(g.cache_bytes_per_token / 2)));
+}
+
+// The models of a run directory's checkpoints: winner(s) first, the baseline last.
+std::vector<std::string> checkpointed_models(const std::string& run_dir) {
+  std::vector<std::string> names;
+  std::error_code error;
+  for (std::filesystem::directory_iterator it(run_dir + "/checkpoints", error), end; !error && it != end;
+       it.increment(error))
+    if (it->is_directory()) names.push_back(it->path().filename().string());
+  std::sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
+    const auto rank = [](const std::string& n) { return n == "winner" ? 0 : n == "baseline" ? 2 : 1; };
+    return rank(a) != rank(b) ? rank(a) < rank(b) : a < b;
+  });
+  HNAS_CHECK(!names.empty(), ConfigError,
+             "no checkpoints in " << printable(run_dir) << "/checkpoints; run hnas pretrain there first");
+  return names;
+}
+
+// /inference: one row per model, and each model's ratios to the last one (the baseline).
+void write_inference(const std::string& run_dir, const std::vector<std::string>& names,
+                     const std::vector<Generation>& runs, const std::vector<std::string>& archs) {
+  io::Table t;
+  t.columns = {{"model", io::ColumnType::String, 1, "checkpoints/<model>"},
+               {"arch", io::ColumnType::String, 1, "one letter per layer"},
+               {"prompt_tokens", io::ColumnType::Int64, 0, "tokens of the prompt (prefill)"},
+               {"new_tokens", io::ColumnType::Int64, 0, "tokens generated"},
+               {"prefill_ms", io::ColumnType::Float64, 0, "prefill time (ms)"},
+               {"decode_ms_per_token", io::ColumnType::Float64, 0, "mean decode latency per token, batch 1 (ms)"},
+               {"kv_cache_bytes_per_token", io::ColumnType::Int64, 0, "KV cache per token in the model's dtype"},
+               {"decode_ratio_to_baseline", io::ColumnType::Float64, 0, "decode latency over the last model's"},
+               {"kv_ratio_to_baseline", io::ColumnType::Float64, 0, "KV cache bytes over the last model's"}};
+  const auto& base = runs.back();
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const auto& g = runs[i];
+    t.rows.push_back(
+        {names[i], archs[i], static_cast<int64_t>(g.prompt.size()), static_cast<int64_t>(g.tokens.size()),
+         1e3 * g.prefill_seconds, 1e3 * g.decode_seconds_per_token, g.cache_bytes_per_token,
+         base.decode_seconds_per_token > 0 ? g.decode_seconds_per_token / base.decode_seconds_per_token : 0.0,
+         base.cache_bytes_per_token > 0
+             ? static_cast<double>(g.cache_bytes_per_token) / static_cast<double>(base.cache_bytes_per_token)
+             : 0.0});
+  }
+  io::fit_string_columns(t);
+  io::update_file_atomically(run_dir + "/results.h5", {"/inference"}, [&](hid_t file) {
+    io::write_table(file, "/inference/models", t,
+                    "inference of every checkpointed model at batch 1 with a KV cache (hnas generate --run-dir)");
+    const io::H5Group g(HNAS_CHECK_H5(H5Gopen2(file, "/inference", H5P_DEFAULT)));
+    io::write_string_attribute(g.get(), "doc", "prefill time, decode latency per token and KV-cache bytes per token");
+    io::write_string_attribute(g.get(), "status", "completed");
+  });
+}
+
+}  // namespace
+
+int run_generate(const GenerateOptions& o, int gpu, bool writes) {
+  const torch::Device device = gpu >= 0 ? torch::Device(torch::kCUDA, gpu) : torch::Device(torch::kCPU);
+  if (!o.run_dir.empty() && o.checkpoint.empty()) {  // every model of the run directory, into /inference
+    const auto names = checkpointed_models(o.run_dir);
+    std::vector<Generation> runs;
+    std::vector<std::string> archs;
+    for (const auto& name : names) {
+      const std::string path = checkpoint_file(o.run_dir + "/checkpoints/" + name);
+      auto model = load_model(path, device);
+      runs.push_back(generate_timed(model, o, device));
+      archs.push_back(model->options().genome.to_string());
+      print(path, model, runs.back());
+    }
+    if (writes) {
+      write_inference(o.run_dir, names, runs, archs);
+      log::info("generate: written to " + o.run_dir + "/results.h5:/inference");
+    }
+    return kExitOk;
+  }
+  const std::string path = checkpoint_file(o.checkpoint);
+  auto model = load_model(path, device);
+  const auto g = generate_timed(model, o, device);
+  print(path, model, g);
   if (writes && !o.logits_path.empty()) {
     io::write_file_atomically(o.logits_path, [&](hid_t file) {
-      std::vector<float> values(prompt_logits.data_ptr<float>(),
-                                prompt_logits.data_ptr<float>() + prompt_logits.numel());
+      std::vector<float> values(g.prompt_logits.data_ptr<float>(),
+                                g.prompt_logits.data_ptr<float>() + g.prompt_logits.numel());
       auto logits = io::write_dataset_1d(file, "/prompt_logits", values);
-      io::write_int_attribute(logits.get(), "rows", prompt_logits.size(0));
-      io::write_int_attribute(logits.get(), "vocab_size", prompt_logits.size(1));
-      io::write_dataset_1d(file, "/prompt", prompt);
-      io::write_dataset_1d(file, "/generated", generated);
+      io::write_int_attribute(logits.get(), "rows", g.prompt_logits.size(0));
+      io::write_int_attribute(logits.get(), "vocab_size", g.prompt_logits.size(1));
+      io::write_dataset_1d(file, "/prompt", g.prompt);
+      io::write_dataset_1d(file, "/generated", g.tokens);
     });
   }
   return kExitOk;

@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <filesystem>
+
 #include "hnas/core/check.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/core/log.hpp"
@@ -120,8 +122,13 @@ class GenerateStage final : public Stage {
   bool complete(const RunContext&) const override { return false; }
   int run(RunContext& context) override {
     int code = kExitOk;
-    dist::agree_on_errors(context.world(),
-                          [&] { code = generate::run_generate(options_, context.gpu(), context.world().rank() == 0); });
+    dist::agree_on_errors(context.world(), [&] {
+      std::error_code missing;  // /inference is written: hold the directory, if it has checkpoints at all
+      if (!options_.run_dir.empty() && context.world().rank() == 0 &&
+          std::filesystem::is_directory(options_.run_dir + "/checkpoints", missing))
+        context.hold_run_directory();
+      code = generate::run_generate(options_, context.gpu(), context.world().rank() == 0);
+    });
     return code;
   }
 

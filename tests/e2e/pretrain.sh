@@ -93,6 +93,9 @@ expect 0
   || fail "hnas generate failed: $(tail -3 "$work/generate.log")"
 grep -E "prefill|tokens " "$work/generate.log"
 /usr/bin/python3 "$src/tools/hnas_checkpoint.py" "$work/long/checkpoints/AMAM" --compare "$work/generate.h5"
+"$hnas" generate --run-dir "$work/long" --prompt "The model " --generate.max_new_tokens=8 --run.threads=1 \
+  >"$work/inference.log" 2>&1 || fail "hnas generate --run-dir failed: $(tail -3 "$work/inference.log")"
+check inference "$work/long" AAMM AMAM
 status=0; "$hnas" generate --checkpoint "$work/nowhere" --prompt x >"$work/generate-missing.log" 2>&1 || status=$?
 expect 2
 expect_log generate-missing "checkpoint $work/nowhere"

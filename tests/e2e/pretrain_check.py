@@ -9,6 +9,8 @@ Usage: pretrain_check.py COMMAND ARGS...
                                     and consistent, loaded with h5py and pandas
   learned DIR MODEL                 the validation loss fell well below its start
   flip FILE                         flips one byte inside the first weight tensor's data
+  inference DIR MODEL...            /inference/models has these models in order, with timings and
+                                    the KV bytes of their attention layers
 Exits 1 with a message on the first failed check.
 """
 import sys
@@ -94,6 +96,21 @@ def learned(run_dir, model):
     print(f"{model}: validation loss {first:.3f} -> {last:.3f}")
 
 
+def inference(run_dir, models):
+    with h5py.File(run_dir + "/results.h5", "r") as f:
+        df = pd.DataFrame(f["/inference/models"][()])
+    for column in ("model", "arch"):
+        df[column] = df[column].str.decode("ascii")
+    if list(df.model) != models:
+        fail(f"/inference models {list(df.model)}, expected {models}")
+    if not (df.prefill_ms > 0).all() or not (df.decode_ms_per_token > 0).all():
+        fail("/inference timings are not positive")
+    per_layer = df.kv_cache_bytes_per_token / df.arch.str.count("A")
+    if per_layer.nunique() != 1 or df.kv_ratio_to_baseline.iloc[-1] != 1.0:
+        fail("/inference KV bytes are not proportional to the attention layers")
+    print(df.to_string())
+
+
 def flip(path):
     with h5py.File(path, "r") as f:
         name = sorted(f["/weights"].keys())[0]
@@ -118,6 +135,8 @@ def main():
         record(sys.argv[2], sys.argv[3:])
     elif command == "learned":
         learned(sys.argv[2], sys.argv[3])
+    elif command == "inference":
+        inference(sys.argv[2], sys.argv[3:])
     elif command == "flip":
         flip(sys.argv[2])
     else:

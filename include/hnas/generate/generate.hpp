@@ -22,10 +22,13 @@ struct GenerateOptions {
   uint64_t seed = 0;
   int64_t repeats = 1;      ///< generate this many times; timings are the mean (benchmarks)
   std::string logits_path;  ///< when set: the prompt's logits and the tokens as HDF5 (tests)
+  /// With no checkpoint: every model of RUN_DIR/checkpoints (winner first, baseline last)
+  /// is timed and the comparison written to /inference of RUN_DIR/results.h5.
+  std::string run_dir;
 };
 
 /// Generates on this rank (under mpirun every rank does the same work; rank 0 prints and,
-/// when `writes`, writes options.logits_path). Returns 0. Throws ConfigError (exit 2) for
+/// when `writes`, writes options.logits_path or /inference). Returns 0. Throws ConfigError (exit 2) for
 /// a missing or damaged checkpoint, an empty prompt or one with tokens outside the
 /// vocabulary.
 int run_generate(const GenerateOptions& options, int gpu, bool writes);
