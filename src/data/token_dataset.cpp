@@ -57,6 +57,18 @@ std::vector<int64_t> TokenDataset::read(size_t shard, int64_t offset, int64_t co
   return tokens;
 }
 
+SplitOptions split_of(size_t valid_shards, double val_fraction) {
+  SplitOptions split;
+  if (valid_shards == 0) {
+    split.mode = SplitMode::ByRange;
+    split.val_fraction = val_fraction;
+  } else {
+    split.mode = SplitMode::ByShard;
+    split.val_shards = static_cast<int64_t>(valid_shards);
+  }
+  return split;
+}
+
 DataSplit split_dataset(const TokenDataset& dataset, const SplitOptions& options) {
   DataSplit split;
   const auto num_shards = static_cast<int64_t>(dataset.num_shards());

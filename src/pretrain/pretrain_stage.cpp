@@ -29,6 +29,8 @@
 #include "hnas/train/metrics.hpp"
 #include "hnas/train/throughput.hpp"
 #include "hnas/train/trainer.hpp"
+#include "optimizer.hpp"
+#include "pretrain_record.hpp"
 #include "token_stream.hpp"
 
 namespace hnas::pretrain {
@@ -189,93 +191,6 @@ void check_identity(const Checkpoint& c, const std::map<std::string, std::string
   }
 }
 
-// ---- optimisation ------------------------------------------------------------------
-
-// AdamW over the model's parameters: matrices decay, norm gains do not. CPU float32 uses
-// the fused one-pass kernel; elsewhere the same arithmetic in tensor operations.
-class Optimizer {
- public:
-  Optimizer(const std::vector<std::pair<std::string, torch::Tensor>>& named, const PretrainOptions& o) : options_(o) {
-    std::vector<torch::Tensor> decay, keep;
-    std::vector<std::string> decay_names, keep_names;
-    bool fusable = true;
-    for (const auto& [name, p] : named) {
-      (p.dim() >= 2 ? decay : keep).push_back(p);
-      (p.dim() >= 2 ? decay_names : keep_names).push_back(name);
-      fusable &= p.device().is_cpu() && p.scalar_type() == torch::kFloat32 && p.is_contiguous();
-    }
-    names_ = decay_names;
-    names_.insert(names_.end(), keep_names.begin(), keep_names.end());
-    parameters_ = decay;
-    parameters_.insert(parameters_.end(), keep.begin(), keep.end());
-    decays_.assign(decay.size(), o.weight_decay);
-    decays_.resize(parameters_.size(), 0.0);
-    if (fusable) {
-      fused_ = std::make_unique<train::FusedAdamW>(
-          std::vector<train::FusedAdamWGroup>{{decay, o.weight_decay}, {keep, 0.0}},
-          train::FusedAdamWOptions{o.schedule.peak_lr, o.beta1, o.beta2, o.adam_eps});
-      return;
-    }
-    for (const auto& p : parameters_) {
-      exp_avg_.push_back(torch::zeros_like(p));
-      exp_avg_sq_.push_back(torch::zeros_like(p));
-    }
-    steps_.assign(parameters_.size(), 0);
-  }
-
-  void set_lr(double lr) {
-    lr_ = lr;
-    if (fused_) fused_->set_lr(lr);
-  }
-
-  void zero_grad() {
-    for (auto& p : parameters_) p.mutable_grad() = torch::Tensor();
-  }
-
-  /// Clips to grad_clip and steps; returns the norm before clipping (non-finite: no update).
-  double clip_and_step() {
-    if (fused_) return fused_->clip_and_step(options_.grad_clip);
-    const double norm = torch::nn::utils::clip_grad_norm_(
-        parameters_, options_.grad_clip > 0 ? options_.grad_clip : std::numeric_limits<double>::infinity());
-    if (!std::isfinite(norm)) return norm;
-    torch::NoGradGuard no_grad;
-    for (size_t i = 0; i < parameters_.size(); ++i) {
-      auto& p = parameters_[i];
-      if (!p.grad().defined()) continue;
-      const int64_t t = ++steps_[i];
-      exp_avg_[i].mul_(options_.beta1).add_(p.grad(), 1 - options_.beta1);
-      exp_avg_sq_[i].mul_(options_.beta2).addcmul_(p.grad(), p.grad(), 1 - options_.beta2);
-      const double correction1 = 1 - std::pow(options_.beta1, static_cast<double>(t));
-      const double correction2 = 1 - std::pow(options_.beta2, static_cast<double>(t));
-      p.mul_(1 - lr_ * decays_[i]);
-      const auto denominator = (exp_avg_sq_[i] / correction2).sqrt_().add_(options_.adam_eps);
-      p.addcdiv_(exp_avg_[i], denominator, -lr_ / correction1);
-    }
-    return norm;
-  }
-
-  const std::vector<std::string>& names() const { return names_; }
-  const std::vector<torch::Tensor>& parameters() const { return parameters_; }
-  torch::Tensor exp_avg(size_t i) const { return fused_ ? fused_->exp_avg(i) : exp_avg_[i]; }
-  torch::Tensor exp_avg_sq(size_t i) const { return fused_ ? fused_->exp_avg_sq(i) : exp_avg_sq_[i]; }
-  int64_t steps(size_t i) const { return fused_ ? fused_->step_count(i) : steps_[i]; }
-  void set_steps(size_t i, int64_t n) {
-    if (fused_)
-      fused_->set_step_count(i, n);
-    else
-      steps_[i] = n;
-  }
-
- private:
-  PretrainOptions options_;
-  std::unique_ptr<train::FusedAdamW> fused_;
-  std::vector<std::string> names_;
-  std::vector<torch::Tensor> parameters_, exp_avg_, exp_avg_sq_;
-  std::vector<double> decays_;
-  std::vector<int64_t> steps_;
-  double lr_ = 0;
-};
-
 // Rank 0's copy of `t` into every rank's (through host memory for device tensors).
 void broadcast_tensor(const dist::Communicator& world, torch::Tensor t) {
   if (world.size() == 1) return;
@@ -301,79 +216,6 @@ double peak_flops_per_rank(const PretrainOptions& o, const torch::Device& device
   for (int i = 0; i < repeats; ++i) torch::matmul(a, b);
   torch::cuda::synchronize(device.index());
   return 2.0 * static_cast<double>(n) * n * n * repeats / seconds_since(start);
-}
-
-// ---- results.h5 --------------------------------------------------------------------
-
-struct ModelRecord {
-  std::string status = "running";  // running, completed, diverged
-  double comm_seconds = 0;         // gradient all-reduce time not hidden behind backward, all steps
-  int64_t comm_steps = 0;
-  int64_t steps = 0, total_steps = 0, tokens = 0;
-  double wall_seconds = 0, tokens_per_second = 0, mfu = 0, final_validation_loss = NAN;
-  std::vector<TrainPoint> train;
-  std::vector<ValidationPoint> validation;
-};
-
-// Rebuilds /pretrain/summary from every /pretrain/<model> group of the new file.
-io::Table summary_table(hid_t file) {
-  io::Table t;
-  t.columns = {{"model", io::ColumnType::String, 1, "winner, baseline, or the architecture"},
-               {"arch", io::ColumnType::String, 1, "one letter per layer"},
-               {"status", io::ColumnType::String, 1, "running, completed or diverged"},
-               {"final_validation_loss", io::ColumnType::Float64, 0, "nats/token at the last step"},
-               {"steps", io::ColumnType::Int64, 0, "optimizer steps done"},
-               {"tokens", io::ColumnType::Int64, 0, "training tokens seen"},
-               {"wall_seconds", io::ColumnType::Float64, 0, "training wall time (s)"},
-               {"tokens_per_second", io::ColumnType::Float64, 0, "mean training throughput, all ranks"},
-               {"mfu", io::ColumnType::Float64, 0, "mean model FLOPs utilisation"},
-               {"parameters", io::ColumnType::Int64, 0, "total parameters"},
-               {"non_embedding_parameters", io::ColumnType::Int64, 0, "parameters outside embedding and head"}};
-  const io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file, "/pretrain", H5P_DEFAULT)));
-  for (const auto& name : io::link_names(group.get())) {
-    if (name == "summary") continue;
-    const io::H5Group m(HNAS_CHECK_H5(H5Gopen2(group.get(), name.c_str(), H5P_DEFAULT)));
-    t.rows.push_back(
-        {name, io::read_string_attribute(m.get(), "arch"), io::read_string_attribute(m.get(), "status"),
-         io::read_double_attribute(m.get(), "final_validation_loss"), io::read_int_attribute(m.get(), "steps"),
-         io::read_int_attribute(m.get(), "tokens"), io::read_double_attribute(m.get(), "wall_seconds"),
-         io::read_double_attribute(m.get(), "tokens_per_second"), io::read_double_attribute(m.get(), "mfu"),
-         io::read_int_attribute(m.get(), "parameters"), io::read_int_attribute(m.get(), "non_embedding_parameters")});
-  }
-  io::fit_string_columns(t);
-  return t;
-}
-
-void write_model_record(const PretrainJob& job, const ModelSpec& spec, const ModelRecord& r,
-                        const std::string& fingerprint) {
-  const std::string group = "/pretrain/" + spec.name;
-  io::update_file_atomically(results_path(job), {group, "/pretrain/summary"}, [&](hid_t file) {
-    io::write_table(file, group + "/train", train_series_table(r.train),
-                    "training loss, lr, gradient norm, throughput");
-    io::write_table(file, group + "/validation", validation_series_table(r.validation), "validation loss");
-    const io::H5Group g(HNAS_CHECK_H5(H5Gopen2(file, group.c_str(), H5P_DEFAULT)));
-    const auto params = arch::count_parameters(spec.genome, spec.shape);
-    io::write_string_attribute(g.get(), "doc", "pre-training of one model: its series and summary");
-    io::write_string_attribute(g.get(), "arch", spec.genome.to_string());
-    io::write_string_attribute(g.get(), "shape", spec.shape.describe());
-    io::write_int_attribute(g.get(), "parameters", params.total);
-    io::write_int_attribute(g.get(), "non_embedding_parameters", params.non_embedding);
-    io::write_int_attribute(g.get(), "steps", r.steps);
-    io::write_int_attribute(g.get(), "total_steps", r.total_steps);
-    io::write_int_attribute(g.get(), "tokens", r.tokens);
-    io::write_double_attribute(g.get(), "wall_seconds", r.wall_seconds);
-    io::write_double_attribute(g.get(), "tokens_per_second", r.tokens_per_second);
-    io::write_double_attribute(g.get(), "mfu", r.mfu);
-    io::write_double_attribute(g.get(), "final_validation_loss", r.final_validation_loss);
-    io::write_double_attribute(g.get(), "exposed_allreduce_seconds_per_step",
-                               r.comm_steps > 0 ? r.comm_seconds / static_cast<double>(r.comm_steps) : 0.0);
-    io::write_string_attribute(g.get(), "identity_fingerprint", fingerprint);
-    io::write_string_attribute(g.get(), "status", r.status);
-    io::write_table(file, "/pretrain/summary", summary_table(file), "one row per model");
-    const io::H5Group top(HNAS_CHECK_H5(H5Gopen2(file, "/pretrain", H5P_DEFAULT)));
-    io::write_string_attribute(
-        top.get(), "doc", "pre-training of the winner(s) and the baseline on the same tokens; one group per model");
-  });
 }
 
 // ---- one model ---------------------------------------------------------------------
@@ -549,7 +391,7 @@ int train_one(const ModelSpec& spec, const Shared& s) {
     record.steps = steps_done;
     record.tokens = tokens;
     record.wall_seconds = c.wall_seconds;
-    write_model_record(s.job, spec, record, fingerprint);
+    write_model_record(results_path(s.job), spec, record, fingerprint);
   };
 
   model->train();
@@ -658,15 +500,6 @@ int train_one(const ModelSpec& spec, const Shared& s) {
   return kExitOk;
 }
 
-// Whether /pretrain/<model> is complete with this identity. Rank 0.
-bool model_complete(hid_t file, const std::string& name, const std::string& fingerprint) {
-  const std::string group = "pretrain/" + name;
-  if (H5Lexists(file, "pretrain", H5P_DEFAULT) <= 0 || H5Lexists(file, group.c_str(), H5P_DEFAULT) <= 0) return false;
-  const io::H5Group g(HNAS_CHECK_H5(H5Gopen2(file, group.c_str(), H5P_DEFAULT)));
-  return io::has_attribute(g.get(), "status") && io::read_string_attribute(g.get(), "status") != "running" &&
-         io::read_string_attribute(g.get(), "identity_fingerprint") == fingerprint;
-}
-
 // Everything that does not depend on the model, validated on every rank.
 struct Inputs {
   std::vector<ModelSpec> specs;
@@ -686,13 +519,7 @@ data::SamplerOptions sampler_options(const PretrainOptions& o) {
   s.batch_size = o.micro_batch;
   s.seed = o.seed;
   s.num_val_windows = o.val_windows;
-  if (o.valid_paths.empty()) {
-    s.split.mode = data::SplitMode::ByRange;
-    s.split.val_fraction = o.val_fraction;
-  } else {
-    s.split.mode = data::SplitMode::ByShard;
-    s.split.val_shards = static_cast<int64_t>(o.valid_paths.size());
-  }
+  s.split = data::split_of(o.valid_paths.size(), o.val_fraction);
   return s;
 }
 

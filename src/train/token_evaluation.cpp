@@ -61,13 +61,7 @@ TokenEvaluation evaluate_tokens(const arch::Genome& genome, const arch::ModelSha
   sampling.batch_size = o.batch_size;
   sampling.seed = o.data_seed;
   sampling.num_val_windows = o.val_windows;
-  if (o.valid_paths.empty()) {
-    sampling.split.mode = data::SplitMode::ByRange;
-    sampling.split.val_fraction = o.val_fraction;
-  } else {
-    sampling.split.mode = data::SplitMode::ByShard;
-    sampling.split.val_shards = static_cast<int64_t>(o.valid_paths.size());
-  }
+  sampling.split = data::split_of(o.valid_paths.size(), o.val_fraction);
   const data::WindowSampler sampler(dataset, sampling);
 
   model::HybridModelOptions model_options;

@@ -66,6 +66,10 @@ struct DataSplit {
   std::vector<ShardRange> validation;
 };
 
+/// The split of a corpus given as training shards followed by `valid_shards` validation
+/// shards: those shards (ByShard), or with none the last `val_fraction` of every shard.
+SplitOptions split_of(size_t valid_shards, double val_fraction);
+
 /// Divides `dataset` as `options` says. Throws ConfigError for out-of-range options.
 DataSplit split_dataset(const TokenDataset& dataset, const SplitOptions& options);
 

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "pretrain_record.hpp"
+
+#include "hnas/core/check.hpp"
+#include "hnas/io/h5.hpp"
+#include "hnas/io/results_table.hpp"
+
+namespace hnas::pretrain {
+
+namespace {
+
+// Rebuilds /pretrain/summary from every /pretrain/<model> group of the new file.
+io::Table summary_table(hid_t file) {
+  io::Table t;
+  t.columns = {{"model", io::ColumnType::String, 1, "winner, baseline, or the architecture"},
+               {"arch", io::ColumnType::String, 1, "one letter per layer"},
+               {"status", io::ColumnType::String, 1, "running, completed or diverged"},
+               {"final_validation_loss", io::ColumnType::Float64, 0, "nats/token at the last step"},
+               {"steps", io::ColumnType::Int64, 0, "optimizer steps done"},
+               {"tokens", io::ColumnType::Int64, 0, "training tokens seen"},
+               {"wall_seconds", io::ColumnType::Float64, 0, "training wall time (s)"},
+               {"tokens_per_second", io::ColumnType::Float64, 0, "mean training throughput, all ranks"},
+               {"mfu", io::ColumnType::Float64, 0, "mean model FLOPs utilisation"},
+               {"parameters", io::ColumnType::Int64, 0, "total parameters"},
+               {"non_embedding_parameters", io::ColumnType::Int64, 0, "parameters outside embedding and head"}};
+  const io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file, "/pretrain", H5P_DEFAULT)));
+  for (const auto& name : io::link_names(group.get())) {
+    if (name == "summary") continue;
+    const io::H5Group m(HNAS_CHECK_H5(H5Gopen2(group.get(), name.c_str(), H5P_DEFAULT)));
+    t.rows.push_back(
+        {name, io::read_string_attribute(m.get(), "arch"), io::read_string_attribute(m.get(), "status"),
+         io::read_double_attribute(m.get(), "final_validation_loss"), io::read_int_attribute(m.get(), "steps"),
+         io::read_int_attribute(m.get(), "tokens"), io::read_double_attribute(m.get(), "wall_seconds"),
+         io::read_double_attribute(m.get(), "tokens_per_second"), io::read_double_attribute(m.get(), "mfu"),
+         io::read_int_attribute(m.get(), "parameters"), io::read_int_attribute(m.get(), "non_embedding_parameters")});
+  }
+  io::fit_string_columns(t);
+  return t;
+}
+
+}  // namespace
+
+void write_model_record(const std::string& results_path, const ModelSpec& spec, const ModelRecord& r,
+                        const std::string& fingerprint) {
+  const std::string group = "/pretrain/" + spec.name;
+  io::update_file_atomically(results_path, {group, "/pretrain/summary"}, [&](hid_t file) {
+    io::write_table(file, group + "/train", train_series_table(r.train),
+                    "training loss, lr, gradient norm, throughput");
+    io::write_table(file, group + "/validation", validation_series_table(r.validation), "validation loss");
+    const io::H5Group g(HNAS_CHECK_H5(H5Gopen2(file, group.c_str(), H5P_DEFAULT)));
+    const auto params = arch::count_parameters(spec.genome, spec.shape);
+    io::write_string_attribute(g.get(), "doc", "pre-training of one model: its series and summary");
+    io::write_string_attribute(g.get(), "arch", spec.genome.to_string());
+    io::write_string_attribute(g.get(), "shape", spec.shape.describe());
+    io::write_int_attribute(g.get(), "parameters", params.total);
+    io::write_int_attribute(g.get(), "non_embedding_parameters", params.non_embedding);
+    io::write_int_attribute(g.get(), "steps", r.steps);
+    io::write_int_attribute(g.get(), "total_steps", r.total_steps);
+    io::write_int_attribute(g.get(), "tokens", r.tokens);
+    io::write_double_attribute(g.get(), "wall_seconds", r.wall_seconds);
+    io::write_double_attribute(g.get(), "tokens_per_second", r.tokens_per_second);
+    io::write_double_attribute(g.get(), "mfu", r.mfu);
+    io::write_double_attribute(g.get(), "final_validation_loss", r.final_validation_loss);
+    io::write_double_attribute(g.get(), "exposed_allreduce_seconds_per_step",
+                               r.comm_steps > 0 ? r.comm_seconds / static_cast<double>(r.comm_steps) : 0.0);
+    io::write_string_attribute(g.get(), "identity_fingerprint", fingerprint);
+    io::write_string_attribute(g.get(), "status", r.status);
+    io::write_table(file, "/pretrain/summary", summary_table(file), "one row per model");
+    const io::H5Group top(HNAS_CHECK_H5(H5Gopen2(file, "/pretrain", H5P_DEFAULT)));
+    io::write_string_attribute(
+        top.get(), "doc", "pre-training of the winner(s) and the baseline on the same tokens; one group per model");
+  });
+}
+
+// Whether /pretrain/<model> is complete with this identity. Rank 0.
+bool model_complete(hid_t file, const std::string& name, const std::string& fingerprint) {
+  const std::string group = "pretrain/" + name;
+  if (H5Lexists(file, "pretrain", H5P_DEFAULT) <= 0 || H5Lexists(file, group.c_str(), H5P_DEFAULT) <= 0) return false;
+  const io::H5Group g(HNAS_CHECK_H5(H5Gopen2(file, group.c_str(), H5P_DEFAULT)));
+  return io::has_attribute(g.get(), "status") && io::read_string_attribute(g.get(), "status") != "running" &&
+         io::read_string_attribute(g.get(), "identity_fingerprint") == fingerprint;
+}
+
+}  // namespace hnas::pretrain
