@@ -472,9 +472,11 @@ void declare_pretrain(OptionTable& t, Settings& s) {
   t.real("pretrain.peak_tflops", &p.peak_tflops, Range::at_least(0),
          "peak TFLOP/s of one rank's device for MFU (0: measured at start-up)", kMayChange);
   t.flag("pretrain.overlap", &p.overlap,
-         "CPU data parallelism: sum gradient buckets during the backward pass (false: after it)", kMayChange);
-  t.real("pretrain.bucket_mb", &p.bucket_mb, Range::above(0), "bucket size of the overlapped all-reduce (MB)",
+         "reduce gradient buckets during the backward pass (false: after it)", kMayChange);
+  t.real("pretrain.bucket_mb", &p.bucket_mb, Range::above(0), "bucket size of the overlapped reduction (MB)",
          kMayChange);
+  t.flag("pretrain.shard_optimizer", &p.shard_optimizer,
+         "ZeRO-1: each rank keeps and updates 1/ranks of the AdamW state", kMayChange);
   t.choice("pretrain.kernels", &p.kernels, {{"fused", model::Kernels::Fused}, {"reference", model::Kernels::Reference}},
            "fused (hand-written CPU kernels) or reference (plain LibTorch ops)");
 }

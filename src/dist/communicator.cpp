@@ -338,14 +338,39 @@ void Communicator::all_reduce_sum(float* values, size_t count) const {
   all_reduce_sum_in_pieces(comm_, values, count, MPI_FLOAT);
 }
 
-PendingSum Communicator::start_all_reduce_sum(float* values, size_t count) const {
+PendingCollective Communicator::start_all_reduce_sum(float* values, size_t count) const {
   HNAS_ASSERT(count <= kMaxCount, "start_all_reduce_sum of " << count << " floats: split it into buckets");
   MPI_Request request;
   MPI_Iallreduce(MPI_IN_PLACE, values, static_cast<int>(count), MPI_FLOAT, MPI_SUM, comm_, &request);
-  return PendingSum(request, comm_);
+  return PendingCollective(request, comm_, "in a gradient bucket's all-reduce");
 }
 
-PendingSum::~PendingSum() {
+PendingCollective Communicator::start_reduce_scatter_sum(const float* values, float* shard, size_t shard_count) const {
+  HNAS_ASSERT(shard_count * static_cast<size_t>(size_) <= kMaxCount,
+              "start_reduce_scatter_sum of " << shard_count << " floats per rank: split it into buckets");
+  MPI_Request request;
+  MPI_Ireduce_scatter_block(values, shard, static_cast<int>(shard_count), MPI_FLOAT, MPI_SUM, comm_, &request);
+  return PendingCollective(request, comm_, "in a gradient bucket's reduce-scatter");
+}
+
+PendingCollective Communicator::start_all_gather(float* values, size_t shard_count) const {
+  HNAS_ASSERT(shard_count * static_cast<size_t>(size_) <= kMaxCount,
+              "start_all_gather of " << shard_count << " floats per rank: split it into buckets");
+  MPI_Request request;
+  MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, values, static_cast<int>(shard_count), MPI_FLOAT, comm_,
+                 &request);
+  return PendingCollective(request, comm_, "in a parameter bucket's all-gather");
+}
+
+void Communicator::gather(const float* values, size_t count, float* gathered, int root) const {
+  HNAS_ASSERT(count * static_cast<size_t>(size_) <= kMaxCount, "gather of " << count << " floats per rank");
+  MPI_Request request;
+  MPI_Igather(values, static_cast<int>(count), MPI_FLOAT, gathered, static_cast<int>(count), MPI_FLOAT, root, comm_,
+              &request);
+  wait_for_collective(request, comm_, "in a gather");
+}
+
+PendingCollective::~PendingCollective() {
   if (request_ == MPI_REQUEST_NULL) return;
   try {
     wait();
@@ -353,10 +378,10 @@ PendingSum::~PendingSum() {
   }
 }
 
-PendingSum::PendingSum(PendingSum&& other) noexcept
-    : request_(std::exchange(other.request_, MPI_REQUEST_NULL)), comm_(other.comm_) {}
+PendingCollective::PendingCollective(PendingCollective&& other) noexcept
+    : request_(std::exchange(other.request_, MPI_REQUEST_NULL)), comm_(other.comm_), operation_(other.operation_) {}
 
-PendingSum& PendingSum::operator=(PendingSum&& other) noexcept {
+PendingCollective& PendingCollective::operator=(PendingCollective&& other) noexcept {
   if (this != &other) {
     if (request_ != MPI_REQUEST_NULL) {
       try {
@@ -366,21 +391,23 @@ PendingSum& PendingSum::operator=(PendingSum&& other) noexcept {
     }
     request_ = std::exchange(other.request_, MPI_REQUEST_NULL);
     comm_ = other.comm_;
+    operation_ = other.operation_;
   }
   return *this;
 }
 
-bool PendingSum::test() {
+bool PendingCollective::test() {
   if (request_ == MPI_REQUEST_NULL) return true;
   int done = 0;
   MPI_Test(&request_, &done, MPI_STATUS_IGNORE);
   return done != 0;
 }
 
-void PendingSum::wait() {
+void PendingCollective::wait() {
   if (request_ == MPI_REQUEST_NULL) return;
   const MPI_Comm comm = comm_;
-  wait_for(request_, [comm] { return "in a gradient bucket's all-reduce over " + describe_members(comm); });
+  const char* operation = operation_;
+  wait_for(request_, [comm, operation] { return std::string(operation) + " over " + describe_members(comm); });
 }
 
 void Communicator::all_reduce_sum(double* values, size_t count) const {

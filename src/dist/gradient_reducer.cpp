@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <utility>
+
 #include "hnas/core/check.hpp"
 #include "hnas/core/error.hpp"
 
@@ -42,6 +44,27 @@ void GradientReducer::unpack_gradients(const at::Tensor& flat, const std::vector
 
 namespace {
 
+class MpiPendingBucket final : public PendingBucket {
+ public:
+  explicit MpiPendingBucket(PendingCollective pending) : pending_(std::move(pending)) {}
+  bool test() override { return pending_.test(); }
+  void wait() override { pending_.wait(); }
+
+ private:
+  PendingCollective pending_;
+};
+
+void check_cpu_float(const at::Tensor& t) {
+  HNAS_ASSERT(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(),
+              "the MPI reducer takes contiguous CPU float32 buckets");
+}
+
+size_t part_of(const at::Tensor& flat, int team_size) {
+  HNAS_ASSERT(flat.numel() % team_size == 0, "a bucket of " << flat.numel() << " elements does not split into "
+                                                            << team_size << " equal parts");
+  return static_cast<size_t>(flat.numel() / team_size);
+}
+
 class MpiReducer final : public GradientReducer {
  public:
   using GradientReducer::GradientReducer;
@@ -62,6 +85,27 @@ class MpiReducer final : public GradientReducer {
     }
   }
   using GradientReducer::broadcast_from_leader;
+
+  std::unique_ptr<PendingBucket> start_sum(const at::Tensor& flat) override {
+    check_cpu_float(flat);
+    return std::make_unique<MpiPendingBucket>(
+        team_.start_all_reduce_sum(flat.data_ptr<float>(), static_cast<size_t>(flat.numel())));
+  }
+
+  std::unique_ptr<PendingBucket> start_reduce_scatter(const at::Tensor& flat, const at::Tensor& shard) override {
+    check_cpu_float(flat);
+    check_cpu_float(shard);
+    const size_t part = part_of(flat, team_.size());
+    HNAS_ASSERT(static_cast<size_t>(shard.numel()) == part, "the shard must hold one part of the bucket");
+    return std::make_unique<MpiPendingBucket>(
+        team_.start_reduce_scatter_sum(flat.data_ptr<float>(), shard.data_ptr<float>(), part));
+  }
+
+  std::unique_ptr<PendingBucket> start_all_gather(const at::Tensor& flat) override {
+    check_cpu_float(flat);
+    return std::make_unique<MpiPendingBucket>(
+        team_.start_all_gather(flat.data_ptr<float>(), part_of(flat, team_.size())));
+  }
 
  private:
   at::Tensor flat_;  // kept between steps: one allocation per model

@@ -3,8 +3,12 @@
 //
 // Streams: LibTorch's current CUDA stream is the legacy default stream unless a caller
 // changes it, and this file cannot include ATen's CUDA headers (it must also build
-// against a CPU LibTorch), so the collectives run on the legacy default stream: they are
-// ordered after the backward kernels and before the optimizer's without any event.
+// against a CPU LibTorch). The blocking collectives run on the legacy default stream:
+// they are ordered after the backward kernels and before the optimizer's without any
+// event. The bucket collectives (start_*) run on the reducer's own non-blocking stream,
+// so that they overlap the backward kernels queued after them: an event recorded on the
+// default stream orders each after the gradients it reads, and wait() makes the default
+// stream wait for its completion event before the optimizer reads the result.
 // Waiting polls the stream and ncclCommGetAsyncError, so a peer that died or a broken
 // link ends in an abort with a message, never in a hang. The MPI traffic here (the id
 // broadcast, the host scalars) polls under the communicator's stall timeout.
@@ -15,6 +19,8 @@
 #include <chrono>
 #include <exception>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "hnas/core/check.hpp"
 #include "hnas/core/error.hpp"
@@ -44,6 +50,27 @@ ncclDataType_t nccl_type(at::ScalarType type) {
   }
 }
 
+class NcclReducer;
+
+// A bucket collective queued on the reducer's stream; `done` completes with it.
+class NcclPendingBucket final : public PendingBucket {
+ public:
+  NcclPendingBucket(NcclReducer& owner, cudaEvent_t done, const char* what, std::vector<at::Tensor> buffers)
+      : owner_(owner), done_(done), what_(what), buffers_(std::move(buffers)) {}
+  ~NcclPendingBucket() override { cudaEventDestroy(done_); }  // released once it completes
+  NcclPendingBucket(const NcclPendingBucket&) = delete;
+  NcclPendingBucket& operator=(const NcclPendingBucket&) = delete;
+  bool test() override;
+  void wait() override;
+
+ private:
+  NcclReducer& owner_;
+  cudaEvent_t done_;
+  const char* what_;
+  std::vector<at::Tensor> buffers_;  // alive until the collective is done
+  bool waited_ = false;
+};
+
 class NcclReducer final : public GradientReducer {
  public:
   NcclReducer(const Communicator& team, int device, double timeout_seconds)
@@ -53,11 +80,13 @@ class NcclReducer final : public GradientReducer {
     if (team.rank() == 0) check(ncclGetUniqueId(&id), "ncclGetUniqueId");
     team.broadcast(&id, sizeof id, 0);
     check(ncclCommInitRank(&comm_, team.size(), id, team.rank()), "ncclCommInitRank");
+    check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
   }
 
   // Destroying a communicator waits for its peers; while an exception unwinds (a peer may
   // be gone or stuck) only an abort is safe: it frees this rank's side without waiting.
   ~NcclReducer() override {
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
     if (comm_ == nullptr) return;
     if (std::uncaught_exceptions() > 0)
       ncclCommAbort(comm_);
@@ -91,7 +120,85 @@ class NcclReducer final : public GradientReducer {
   }
   using GradientReducer::broadcast_from_leader;
 
+  std::unique_ptr<PendingBucket> start_sum(const at::Tensor& flat) override {
+    check_bucket(flat);
+    return launch("ncclAllReduce (bucket)", {flat}, [&] {
+      return ncclAllReduce(flat.data_ptr(), flat.data_ptr(), static_cast<size_t>(flat.numel()),
+                           nccl_type(flat.scalar_type()), ncclSum, comm_, stream_);
+    });
+  }
+
+  std::unique_ptr<PendingBucket> start_reduce_scatter(const at::Tensor& flat, const at::Tensor& shard) override {
+    check_bucket(flat);
+    check_bucket(shard);
+    const size_t part = part_of(flat);
+    HNAS_ASSERT(static_cast<size_t>(shard.numel()) == part, "the shard must hold one part of the bucket");
+    return launch("ncclReduceScatter", {flat, shard}, [&] {
+      return ncclReduceScatter(flat.data_ptr(), shard.data_ptr(), part, nccl_type(flat.scalar_type()), ncclSum, comm_,
+                               stream_);
+    });
+  }
+
+  std::unique_ptr<PendingBucket> start_all_gather(const at::Tensor& flat) override {
+    check_bucket(flat);
+    const size_t part = part_of(flat);
+    // In place: NCCL takes this rank's part at its offset in the output.
+    const auto* mine = static_cast<const char*>(flat.data_ptr()) + part * team_.rank() * flat.element_size();
+    return launch("ncclAllGather", {flat}, [&] {
+      return ncclAllGather(mine, flat.data_ptr(), part, nccl_type(flat.scalar_type()), comm_, stream_);
+    });
+  }
+
+  // Polls `done` until the collective finished, watching for asynchronous errors.
+  bool poll(cudaEvent_t done, const char* what) {
+    const cudaError_t state = cudaEventQuery(done);
+    if (state == cudaSuccess) return true;
+    if (state != cudaErrorNotReady) fail(std::string(what) + ": " + cudaGetErrorString(state));
+    ncclResult_t async = ncclSuccess;
+    ncclCommGetAsyncError(comm_, &async);
+    if (async != ncclSuccess && async != ncclInProgress)
+      fail(std::string(what) + ": asynchronous NCCL error: " + ncclGetErrorString(async));
+    return false;
+  }
+
+  void wait_event(cudaEvent_t done, const char* what) {
+    const auto start = std::chrono::steady_clock::now();
+    while (!poll(done, what)) {
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (timeout_seconds_ > 0 && waited > timeout_seconds_)
+        fail(log::format("%s made no progress for %.0f s (a peer may have died)", what, waited));
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+    check_cuda(cudaStreamWaitEvent(nullptr, done, 0), "cudaStreamWaitEvent");
+  }
+
  private:
+  void check_bucket(const at::Tensor& t) const {
+    HNAS_ASSERT(t.is_cuda() && t.is_contiguous(), "the NCCL reducer takes contiguous CUDA buckets");
+  }
+
+  size_t part_of(const at::Tensor& flat) const {
+    HNAS_ASSERT(flat.numel() % team_.size() == 0,
+                "a bucket of " << flat.numel() << " elements does not split into " << team_.size() << " equal parts");
+    return static_cast<size_t>(flat.numel() / team_.size());
+  }
+
+  // Orders `collective` after the work queued so far on the compute (default) stream, queues
+  // it on the reducer's stream and returns its completion.
+  template <typename Collective>
+  std::unique_ptr<PendingBucket> launch(const char* what, std::vector<at::Tensor> buffers, Collective collective) {
+    cudaEvent_t ready = nullptr, done = nullptr;
+    check_cuda(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+    check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+    check_cuda(cudaEventRecord(ready, nullptr), "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(stream_, ready, 0), "cudaStreamWaitEvent");
+    cudaEventDestroy(ready);  // released once the stream has passed it
+    auto pending = std::make_unique<NcclPendingBucket>(*this, done, what, std::move(buffers));
+    check(collective(), what);
+    check_cuda(cudaEventRecord(done, stream_), "cudaEventRecord");
+    return pending;
+  }
+
   void check(ncclResult_t result, const char* what) {
     if (result == ncclSuccess || result == ncclInProgress) return;
     fail(std::string(what) + ": " + ncclGetErrorString(result));
@@ -125,8 +232,17 @@ class NcclReducer final : public GradientReducer {
   int device_;
   double timeout_seconds_;
   ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;
   at::Tensor flat_;
 };
+
+bool NcclPendingBucket::test() { return waited_ || owner_.poll(done_, what_); }
+
+void NcclPendingBucket::wait() {
+  if (waited_) return;
+  owner_.wait_event(done_, what_);
+  waited_ = true;
+}
 
 }  // namespace
 

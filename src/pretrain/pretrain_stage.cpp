@@ -9,7 +9,7 @@
 #include <map>
 #include <sstream>
 
-#include "bucketed_all_reduce.hpp"
+#include "gradient_buckets.hpp"
 #include "hnas/core/check.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/core/hash.hpp"
@@ -31,6 +31,7 @@
 #include "hnas/train/trainer.hpp"
 #include "optimizer.hpp"
 #include "pretrain_record.hpp"
+#include "sharded_optimizer.hpp"
 #include "token_stream.hpp"
 
 namespace hnas::pretrain {
@@ -274,38 +275,46 @@ int train_one(const ModelSpec& spec, const Shared& s) {
   model->to(s.device);
   std::vector<std::pair<std::string, torch::Tensor>> named;
   for (const auto& item : model->named_parameters()) named.emplace_back(item.key(), item.value());
-  Optimizer optimizer(named, o);
+  std::unique_ptr<ModelOptimizer> optimizer;
+  ShardedOptimizer* sharded = nullptr;
+  if (o.shard_optimizer && s.reducer && world.size() > 1) {
+    auto owned = std::make_unique<ShardedOptimizer>(*s.reducer, world, named, o);
+    sharded = owned.get();
+    optimizer = std::move(owned);
+  } else {
+    optimizer = std::make_unique<ReplicatedOptimizer>(named, o, world.rank());
+  }
 
-  // Rank 0 restores the newest valid checkpoint; every rank then takes rank 0's state.
+  // Rank 0 restores the newest valid checkpoint; every rank then takes rank 0's state,
+  // tensor by tensor (a sharded optimizer keeps its part of the moments).
   ModelRecord record;
   record.total_steps = plan.steps;
   Checkpoint state;
+  std::vector<const NamedTensor*> saved_weights, saved_m1, saved_m2;  // rank 0, in optimizer order
   int64_t resumed = 0;
   dist::agree_on_errors(world, [&] {
     if (world.rank() != 0) return;
     auto c = load_latest_checkpoint(checkpoint_dir);
     if (!c) return;
     check_identity(*c, identity, "the checkpoint of step " + std::to_string(c->step) + " in " + checkpoint_dir);
+    state = std::move(*c);
     std::map<std::string, const NamedTensor*> weights, m1, m2;
-    for (const auto& t : c->weights) weights[t.name] = &t;
-    for (const auto& t : c->exp_avg) m1[t.name] = &t;
-    for (const auto& t : c->exp_avg_sq) m2[t.name] = &t;
-    torch::NoGradGuard no_grad;
-    const auto& names = optimizer.names();
+    for (const auto& t : state.weights) weights[t.name] = &t;
+    for (const auto& t : state.exp_avg) m1[t.name] = &t;
+    for (const auto& t : state.exp_avg_sq) m2[t.name] = &t;
+    const auto& names = optimizer->names();
     for (size_t i = 0; i < names.size(); ++i) {
       const auto w = weights.find(names[i]);
       HNAS_CHECK(w != weights.end() && m1.count(names[i]) && m2.count(names[i]), InputError,
                  checkpoint_dir << ": the checkpoint has no tensor " << names[i] << " (another architecture)");
-      const auto& p = optimizer.parameters()[i];
+      const auto& p = optimizer->parameters()[i];
       HNAS_CHECK(w->second->tensor.sizes() == p.sizes(), InputError,
                  checkpoint_dir << ": tensor " << names[i] << " has shape " << w->second->tensor.sizes()
                                 << ", the model's is " << p.sizes() << " (another architecture)");
-      p.copy_(w->second->tensor);
-      optimizer.exp_avg(i).copy_(m1[names[i]]->tensor);
-      optimizer.exp_avg_sq(i).copy_(m2[names[i]]->tensor);
-      optimizer.set_steps(i, m1[names[i]]->steps);
+      saved_weights.push_back(w->second);
+      saved_m1.push_back(m1[names[i]]);
+      saved_m2.push_back(m2[names[i]]);
     }
-    state = std::move(*c);
     resumed = 1;
   });
   world.broadcast(&resumed, sizeof resumed, 0);
@@ -314,14 +323,22 @@ int train_one(const ModelSpec& spec, const Shared& s) {
   double wall_before = state.wall_seconds;
   world.broadcast(&wall_before, sizeof wall_before, 0);
   if (resumed) {
-    for (size_t i = 0; i < optimizer.parameters().size(); ++i) {
-      broadcast_tensor(world, optimizer.parameters()[i]);
-      broadcast_tensor(world, optimizer.exp_avg(i));
-      broadcast_tensor(world, optimizer.exp_avg_sq(i));
-      int64_t steps = optimizer.steps(i);
+    torch::NoGradGuard no_grad;
+    const auto host = [&](const std::vector<const NamedTensor*>& saved, size_t i) {
+      const auto& p = optimizer->parameters()[i];
+      auto t = world.rank() == 0 ? saved[i]->tensor.to(torch::kFloat32).contiguous()
+                                 : torch::empty(p.sizes(), torch::kFloat32);
+      broadcast_tensor(world, t);
+      return t;
+    };
+    for (size_t i = 0; i < optimizer->parameters().size(); ++i) {
+      optimizer->parameters()[i].copy_(host(saved_weights, i));
+      const auto m1 = host(saved_m1, i), m2 = host(saved_m2, i);
+      int64_t steps = world.rank() == 0 ? saved_m1[i]->steps : 0;
       world.broadcast(&steps, sizeof steps, 0);
-      optimizer.set_steps(i, steps);
+      optimizer->load_moments(i, m1, m2, steps);
     }
+    optimizer->parameters_changed();
     record.train = state.train;
     record.validation = state.validation;
     log::info(log::format("pretrain %s: resuming at step %ld/%ld (%ld tokens) from %s", spec.name.c_str(),
@@ -351,18 +368,31 @@ int train_one(const ModelSpec& spec, const Shared& s) {
         static_cast<long>(plan.tokens_per_step), static_cast<long>(plan.accumulation), static_cast<long>(o.micro_batch),
         static_cast<long>(o.seq_len), world.size()));
 
-  // CPU data parallelism overlaps the gradient sums with the backward pass.
-  std::unique_ptr<BucketedAllReduce> overlapped;
-  if (o.overlap && s.reducer && s.device.is_cpu() && world.size() > 1)
-    overlapped =
-        std::make_unique<BucketedAllReduce>(world, optimizer.parameters(), static_cast<size_t>(o.bucket_mb * 1e6));
+  // Data parallelism reduces the gradients in buckets during the backward pass (summed, or
+  // reduce-scattered to the optimizer's shards).
+  std::unique_ptr<GradientBuckets> summed_buckets;
+  if (!sharded && o.overlap && s.reducer && world.size() > 1)
+    summed_buckets = std::make_unique<GradientBuckets>(*s.reducer, optimizer->parameters(),
+                                                       static_cast<size_t>(o.bucket_mb * 1e6), BucketReduction::Sum);
+  GradientBuckets* buckets = sharded ? &sharded->buckets() : summed_buckets.get();
+  if (sharded)
+    log::info(log::format("pretrain %s: optimizer state sharded over %d ranks (ZeRO-1): this rank holds %.1f%% of it; "
+                          "gradients reduce-scattered in %zu buckets %s the backward pass",
+                          spec.name.c_str(), world.size(), 100 * sharded->state_fraction(),
+                          sharded->buckets().num_buckets(), o.overlap ? "during" : "after"));
+  else if (summed_buckets)
+    log::info(log::format("pretrain %s: gradients summed in buckets during the backward pass (%zu buckets)",
+                          spec.name.c_str(), summed_buckets->num_buckets()));
+  else if (s.reducer)
+    log::info("pretrain " + spec.name + ": gradients summed after the backward pass");
   const auto start = Clock::now();
   auto last_checkpoint = Clock::now();
   std::vector<int64_t> inputs, targets;
   double ema_step_seconds = 0;
   const auto write_state = [&](int64_t steps_done) {
-    if (world.rank() != 0) return;
     Checkpoint c;
+    optimizer->collect_moments(c.exp_avg, c.exp_avg_sq);  // collective when sharded
+    if (world.rank() != 0) return;
     c.step = steps_done;
     c.tokens = tokens;
     c.cursor = steps_done * o.global_batch;
@@ -371,12 +401,8 @@ int train_one(const ModelSpec& spec, const Shared& s) {
     c.identity = identity;
     c.arch = spec.genome.to_string();
     c.shape = spec.shape;
-    for (size_t i = 0; i < optimizer.parameters().size(); ++i) {
-      const auto& name = optimizer.names()[i];
-      c.weights.push_back({name, optimizer.parameters()[i].detach().to(torch::kCPU).clone(), 0});
-      c.exp_avg.push_back({name, optimizer.exp_avg(i).to(torch::kCPU).clone(), optimizer.steps(i)});
-      c.exp_avg_sq.push_back({name, optimizer.exp_avg_sq(i).to(torch::kCPU).clone(), optimizer.steps(i)});
-    }
+    for (size_t i = 0; i < optimizer->parameters().size(); ++i)
+      c.weights.push_back({optimizer->names()[i], optimizer->parameters()[i].detach().to(torch::kCPU).clone(), 0});
     c.train = record.train;
     c.validation = record.validation;
     const auto write_start = Clock::now();
@@ -406,8 +432,8 @@ int train_one(const ModelSpec& spec, const Shared& s) {
     }
     const auto step_start = Clock::now();
     const double lr = plan.schedule.at(step);
-    optimizer.set_lr(lr);
-    optimizer.zero_grad();
+    optimizer->set_lr(lr);
+    optimizer->zero_grad();
     double loss_sum = 0;
     const int64_t first = step * o.global_batch + world.rank() * rows_per_rank;
     for (int64_t m = 0; m < plan.accumulation; ++m) {
@@ -425,22 +451,22 @@ int train_one(const ModelSpec& spec, const Shared& s) {
         logits = model->forward(x);
       }
       auto loss = train::summed_cross_entropy(logits.to(torch::kFloat32), y) / normaliser;
-      if (overlapped && m + 1 == plan.accumulation) overlapped->arm();
+      if (buckets && o.overlap && m + 1 == plan.accumulation) buckets->arm();
       loss.backward();
       loss_sum += loss.item<double>();
     }
-    if (overlapped) {
-      record.comm_seconds += overlapped->finish();
+    if (buckets) {
+      record.comm_seconds += buckets->finish();
       ++record.comm_steps;
       s.reducer->sum(&loss_sum, 1);
     } else if (s.reducer) {
       const auto reduce_start = Clock::now();
-      s.reducer->sum_gradients(optimizer.parameters());
+      s.reducer->sum_gradients(optimizer->parameters());
       record.comm_seconds += seconds_since(reduce_start);
       ++record.comm_steps;
       s.reducer->sum(&loss_sum, 1);
     }
-    const double norm = std::isfinite(loss_sum) ? optimizer.clip_and_step() : NAN;
+    const double norm = std::isfinite(loss_sum) ? optimizer->clip_and_step() : NAN;
     ++step;
     tokens += plan.tokens_per_step;
     const double step_seconds = seconds_since(step_start);

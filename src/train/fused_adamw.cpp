@@ -126,7 +126,9 @@ void FusedAdamW::zero_grad() {
   for (auto& s : slots_) s.parameter.mutable_grad().reset();
 }
 
-double FusedAdamW::grad_norm() const {
+double FusedAdamW::grad_norm() const { return std::sqrt(grad_squared_norm()); }
+
+double FusedAdamW::grad_squared_norm() const {
   std::vector<Span> spans;
   std::vector<at::Tensor> keep;  // contiguous copies of strided gradients, alive for the pass
   for (const auto& s : slots_) {
@@ -146,7 +148,7 @@ double FusedAdamW::grad_norm() const {
   });
   double total = 0;
   for (double x : partial) total += x;
-  return std::sqrt(total);
+  return total;
 }
 
 void FusedAdamW::step(double grad_scale) {

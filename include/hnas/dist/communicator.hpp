@@ -76,28 +76,31 @@ struct Message {
   int tag = -1;
 };
 
-/// An in-place all-reduce (sum) that has been started and not yet finished: the bucket of
-/// gradients that the backward pass goes on computing beside. Movable; waits in its
-/// destructor if nobody did, so that MPI never writes into freed memory.
-class PendingSum {
+/// A non-blocking collective that has been started and not yet finished: a bucket of
+/// gradients being summed or reduce-scattered while the backward pass goes on beside it,
+/// or a parameter bucket being all-gathered. Movable; waits in its destructor if nobody
+/// did, so that MPI never writes into freed memory.
+class PendingCollective {
  public:
-  PendingSum() = default;
-  PendingSum(MPI_Request request, MPI_Comm comm) : request_(request), comm_(comm) {}
-  ~PendingSum();
-  PendingSum(PendingSum&& other) noexcept;
-  PendingSum& operator=(PendingSum&& other) noexcept;
-  PendingSum(const PendingSum&) = delete;
-  PendingSum& operator=(const PendingSum&) = delete;
+  PendingCollective() = default;
+  PendingCollective(MPI_Request request, MPI_Comm comm, const char* operation)
+      : request_(request), comm_(comm), operation_(operation) {}
+  ~PendingCollective();
+  PendingCollective(PendingCollective&& other) noexcept;
+  PendingCollective& operator=(PendingCollective&& other) noexcept;
+  PendingCollective(const PendingCollective&) = delete;
+  PendingCollective& operator=(const PendingCollective&) = delete;
 
-  /// Lets MPI progress; true once the sum is complete (then wait() returns at once).
+  /// Lets MPI progress; true once the operation is complete (then wait() returns at once).
   bool test();
-  /// Blocks until the sum is complete, honouring the stall timeout.
+  /// Blocks until the operation is complete, honouring the stall timeout.
   void wait();
   bool active() const { return request_ != MPI_REQUEST_NULL; }
 
  private:
   MPI_Request request_ = MPI_REQUEST_NULL;
   MPI_Comm comm_ = MPI_COMM_NULL;
+  const char* operation_ = "";
 };
 
 /// An MPI communicator. World is borrowed; communicators made by split() and dup() are
@@ -138,9 +141,19 @@ class Communicator {
   void all_reduce_sum(float* values, size_t count) const;
   void all_reduce_sum(double* values, size_t count) const;
   /// Starts an in-place sum of `count` floats (at most 2^31 - 1) and returns at once; the
-  /// buffer must stay untouched until the PendingSum completes. Collective (every rank
-  /// starts the same sums in the same order).
-  PendingSum start_all_reduce_sum(float* values, size_t count) const;
+  /// buffer must stay untouched until the PendingCollective completes. Collective (every
+  /// rank starts the same operations in the same order).
+  PendingCollective start_all_reduce_sum(float* values, size_t count) const;
+  /// Starts the sum of `values` (size() x `shard_count` floats) over the ranks, of which
+  /// rank r receives part r (floats [r x shard_count, (r + 1) x shard_count)) in `shard`.
+  /// Both buffers stay untouched until it completes. Collective.
+  PendingCollective start_reduce_scatter_sum(const float* values, float* shard, size_t shard_count) const;
+  /// Starts an in-place all-gather: rank r contributes floats [r x shard_count, (r + 1) x
+  /// shard_count) of `values` and every rank ends with all size() parts. Collective.
+  PendingCollective start_all_gather(float* values, size_t shard_count) const;
+  /// Rank r's `count` floats at `values` land at [r x count, (r + 1) x count) of `gathered`
+  /// on `root` (which needs size() x count floats; ignored elsewhere). Collective.
+  void gather(const float* values, size_t count, float* gathered, int root) const;
   /// Maximum over the communicator. Collective.
   int64_t all_reduce_max(int64_t value) const;
   /// Minimum over the communicator. Collective.

@@ -22,6 +22,18 @@
 
 namespace hnas::dist {
 
+/// A bucket collective in flight (GradientReducer::start_*): its tensors stay untouched,
+/// and alive, until wait() returns.
+class PendingBucket {
+ public:
+  virtual ~PendingBucket() = default;
+  /// Lets the collective progress; true once it is complete.
+  virtual bool test() = 0;
+  /// Until it is complete (CUDA: until later work on the compute stream is ordered after
+  /// it), under the stall or NCCL timeout.
+  virtual void wait() = 0;
+};
+
 class GradientReducer {
  public:
   /// `team` must outlive the reducer.
@@ -37,6 +49,21 @@ class GradientReducer {
   virtual void sum_gradients(const std::vector<at::Tensor>& parameters) = 0;
   /// Copies team rank 0's values of `tensors` into every rank's. Collective.
   virtual void broadcast_from_leader(const std::vector<at::Tensor>& tensors) = 0;
+
+  /// Non-blocking bucket collectives, for overlapping the gradient reduction with the
+  /// backward pass and for optimizer-state sharding (ZeRO-1). Each starts at once and
+  /// returns; every rank must start the same ones in the same order. On CUDA they run on
+  /// the reducer's own stream, after the work already queued on the compute stream.
+  /// `flat` is contiguous, of size() x k elements for the last two.
+  ///
+  /// In-place sum of `flat` over the team. Collective.
+  virtual std::unique_ptr<PendingBucket> start_sum(const at::Tensor& flat) = 0;
+  /// The sum of `flat` over the team, of which rank r receives part r (elements
+  /// [r k, (r + 1) k)) in `shard` (k elements). Collective.
+  virtual std::unique_ptr<PendingBucket> start_reduce_scatter(const at::Tensor& flat, const at::Tensor& shard) = 0;
+  /// In-place all-gather: rank r contributes part r of `flat`, every rank gets all parts.
+  /// Collective.
+  virtual std::unique_ptr<PendingBucket> start_all_gather(const at::Tensor& flat) = 0;
 
   /// Host scalars, in place. Collective.
   void sum(double* values, size_t count) const { team_.all_reduce_sum(values, count); }

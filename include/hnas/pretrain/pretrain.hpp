@@ -50,9 +50,10 @@ struct PretrainOptions {
   int64_t keep_checkpoints = 2;
   uint64_t seed = 0;
   double peak_tflops = 0;  ///< per rank; 0: the GPU's from a table, or sgemm measured on the CPU
-  /// CPU data parallelism: reduce gradient buckets during the backward pass (else after it).
+  /// Data parallelism: reduce gradient buckets during the backward pass (else after it).
   bool overlap = true;
-  double bucket_mb = 25;  ///< bucket size for the overlapped all-reduce
+  double bucket_mb = 25;         ///< bucket size for the overlapped reduction
+  bool shard_optimizer = false;  ///< ZeRO-1: each rank holds 1/ranks of the AdamW state
   model::Kernels kernels = model::Kernels::Fused;
 };
 

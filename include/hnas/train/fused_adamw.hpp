@@ -39,6 +39,8 @@ class FusedAdamW {
 
   /// Global L2 norm of all gradients (float64 accumulation; missing gradients count as zero).
   double grad_norm() const;
+  /// Its square, the sum of every gradient element squared (to add up the shards of ZeRO-1).
+  double grad_squared_norm() const;
   /// One AdamW step on every parameter that has a gradient, each gradient multiplied by
   /// `grad_scale` on the fly (the gradients themselves are left unchanged).
   void step(double grad_scale = 1.0);
