@@ -477,6 +477,8 @@ void declare_pretrain(OptionTable& t, Settings& s) {
          kMayChange);
   t.flag("pretrain.shard_optimizer", &p.shard_optimizer,
          "ZeRO-1: each rank keeps and updates 1/ranks of the AdamW state", kMayChange);
+  t.flag("pretrain.team_per_model", &p.team_per_model,
+         "one team of ranks per model, the models trained side by side (false: one after the other)", kMayChange);
   t.choice("pretrain.kernels", &p.kernels, {{"fused", model::Kernels::Fused}, {"reference", model::Kernels::Reference}},
            "fused (hand-written CPU kernels) or reference (plain LibTorch ops)");
 }

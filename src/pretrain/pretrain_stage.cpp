@@ -124,12 +124,14 @@ struct Plan {
   train::LrSchedule schedule;
 };
 
-Plan make_plan(const PretrainOptions& o, int world_size) {
+// `team_size`: the ranks that train one model together.
+Plan make_plan(const PretrainOptions& o, int team_size) {
   Plan p;
-  const int64_t per_rank = o.micro_batch * world_size;
+  const int64_t per_rank = o.micro_batch * team_size;
   HNAS_CHECK(o.global_batch % per_rank == 0, ConfigError,
-             "pretrain.global_batch = " << o.global_batch << " is not divisible by the " << world_size
-                                        << " ranks x pretrain.micro_batch = " << o.micro_batch << " (" << per_rank
+             "pretrain.global_batch = " << o.global_batch << " is not divisible by the " << team_size
+                                        << (o.team_per_model ? " ranks of a team" : " ranks")
+                                        << " x pretrain.micro_batch = " << o.micro_batch << " (" << per_rank
                                         << "); choose a multiple of " << per_rank);
   p.accumulation = o.global_batch / per_rank;
   p.tokens_per_step = o.global_batch * o.seq_len;
@@ -224,14 +226,18 @@ double peak_flops_per_rank(const PretrainOptions& o, const torch::Device& device
 struct Shared {
   const PretrainOptions& options;
   const PretrainJob& job;
+  const dist::Communicator& team;  // the ranks training this model: the world, or its team
   const data::TokenDataset& dataset;
   const data::DataSplit& split;
   const data::WindowSampler& validation;
   const Plan& plan;
   std::string data_fingerprint;
   torch::Device device;
-  dist::GradientReducer* reducer;  // null when alone on the CPU
+  dist::GradientReducer* reducer;  // over `team`; null when alone on the CPU
   double peak_flops;               // per rank
+  // Takes the model's record at every checkpoint and at the end (team rank 0): writes it
+  // to results.h5, or keeps it for world rank 0 when the teams train side by side.
+  std::function<void(const ModelSpec&, const ModelRecord&, const std::string& fingerprint)> record;
 };
 
 torch::Tensor to_tensor(std::vector<int64_t>& values, int64_t rows, int64_t cols, const torch::Device& device) {
@@ -243,7 +249,7 @@ double validation_loss(model::HybridModel& model, const Shared& s) {
   torch::NoGradGuard no_grad;
   model->eval();
   train::MetricsAccumulator acc;
-  const auto& world = *s.job.world;
+  const auto& world = s.team;
   for (int64_t i = world.rank(); i < s.validation.num_val_batches(); i += world.size()) {
     data::Batch b = s.validation.val_batch(i);
     auto logits = model->forward(to_tensor(b.inputs, b.batch_size, b.seq_len, s.device));
@@ -255,10 +261,28 @@ double validation_loss(model::HybridModel& model, const Shared& s) {
   return acc.loss();
 }
 
+// The end of a model's record: status, final validation loss, mean throughput and MFU.
+void finish_record(ModelRecord& record) {
+  if (!record.validation.empty()) record.final_validation_loss = record.validation.back().loss;
+  if (record.status == "running") record.status = "completed";
+  double mean_tps = 0, mean_mfu = 0;
+  for (const auto& p : record.train) {
+    mean_tps += p.tokens_per_second;
+    mean_mfu += p.mfu;
+  }
+  if (!record.train.empty()) {
+    mean_tps /= static_cast<double>(record.train.size());
+    mean_mfu /= static_cast<double>(record.train.size());
+  }
+  record.tokens_per_second = mean_tps;
+  record.mfu = mean_mfu;
+}
+
 // Trains (or resumes) one model; returns 0 when it is done, kExitResumable after a stop.
+// Collective over s.team.
 int train_one(const ModelSpec& spec, const Shared& s) {
   const auto& o = s.options;
-  const auto& world = *s.job.world;
+  const auto& world = s.team;
   const auto& plan = s.plan;
   const std::string checkpoint_dir = s.job.run_dir + "/checkpoints/" + spec.name;
   const auto identity = identity_of(spec, o, plan, s.data_fingerprint);
@@ -352,7 +376,15 @@ int train_one(const ModelSpec& spec, const Shared& s) {
   }
   int64_t step = position[0];
   int64_t tokens = position[1];
-  if (step >= plan.steps) return kExitOk;  // finished: only its record was missing
+  if (step >= plan.steps) {  // finished: only its record was missing (a kill after the last checkpoint)
+    record.steps = step;
+    record.tokens = tokens;
+    record.wall_seconds = wall_before;
+    finish_record(record);
+    if (world.rank() == 0) s.record(spec, record, fingerprint);
+    log::info("pretrain " + spec.name + ": the last checkpoint is complete; its record written");
+    return kExitOk;
+  }
 
   const TokenStream stream(s.dataset, s.split, o.seq_len, derive_seed(o.seed, "pretrain data"));
   const double train_flops_per_token = 3.0 * arch::forward_flops_per_token(spec.genome, spec.shape, o.seq_len);
@@ -417,7 +449,7 @@ int train_one(const ModelSpec& spec, const Shared& s) {
     record.steps = steps_done;
     record.tokens = tokens;
     record.wall_seconds = c.wall_seconds;
-    write_model_record(results_path(s.job), spec, record, fingerprint);
+    s.record(spec, record, fingerprint);
   };
 
   model->train();
@@ -506,23 +538,11 @@ int train_one(const ModelSpec& spec, const Shared& s) {
     }
   }
   // Done (or diverged): the final checkpoint and the record.
-  if (!record.validation.empty()) record.final_validation_loss = record.validation.back().loss;
-  if (record.status == "running") record.status = "completed";
-  double mean_tps = 0, mean_mfu = 0;
-  for (const auto& p : record.train) {
-    mean_tps += p.tokens_per_second;
-    mean_mfu += p.mfu;
-  }
-  if (!record.train.empty()) {
-    mean_tps /= static_cast<double>(record.train.size());
-    mean_mfu /= static_cast<double>(record.train.size());
-  }
-  record.tokens_per_second = mean_tps;
-  record.mfu = mean_mfu;
+  finish_record(record);
   dist::agree_on_errors(world, [&] { write_state(step); });
   log::info(log::format("pretrain %s: %s after %ld steps, %ld tokens; validation loss %.4f; %.0f tok/s, MFU %.1f%%",
                         spec.name.c_str(), record.status.c_str(), static_cast<long>(step), static_cast<long>(tokens),
-                        record.final_validation_loss, mean_tps, 100 * mean_mfu));
+                        record.final_validation_loss, record.tokens_per_second, 100 * record.mfu));
   return kExitOk;
 }
 
@@ -549,18 +569,75 @@ data::SamplerOptions sampler_options(const PretrainOptions& o) {
   return s;
 }
 
+// The ranks per model: the world, or its share when every model has its own team.
+int team_size_of(const PretrainOptions& o, const dist::Communicator& world, size_t models) {
+  if (!o.team_per_model) return world.size();
+  HNAS_CHECK(models > 0 && world.size() % static_cast<int>(models) == 0, ConfigError,
+             "pretrain.team_per_model = true needs a number of ranks divisible by the " << models
+                                                                                          << " models; this job has "
+                                                                                          << world.size());
+  return world.size() / static_cast<int>(models);
+}
+
 Inputs read_inputs(const PretrainOptions& o, const PretrainJob& job) {
   Inputs in;
   std::string bytes;
   dist::agree_on_errors(*job.world, [&] {
-    in.plan = make_plan(o, job.world->size());
     HNAS_CHECK(!o.train_paths.empty(), ConfigError, "pretrain.data is required: the token shards to pre-train on");
-    in.data_fingerprint = data::fingerprint_shards(data::all_shard_specs(o.train_paths, o.valid_paths));
     if (job.world->rank() == 0) bytes = serialize(o.archs.empty() ? extrapolated_models(job) : explicit_models(o));
   });
   job.world->broadcast_string(bytes, 0);
   in.specs = deserialize(bytes);
+  dist::agree_on_errors(*job.world, [&] {
+    in.plan = make_plan(o, team_size_of(o, *job.world, in.specs.size()));
+    in.data_fingerprint = data::fingerprint_shards(data::all_shard_specs(o.train_paths, o.valid_paths));
+  });
   return in;
+}
+
+// Whether each model's record in results.h5 is complete with its identity (all ranks get it).
+std::vector<int64_t> completed_models(const PretrainOptions& o, const PretrainJob& job, const Inputs& in) {
+  std::vector<int64_t> done(in.specs.size(), 0);
+  dist::agree_on_errors(*job.world, [&] {
+    if (job.world->rank() != 0) return;
+    std::error_code missing;
+    if (!fs::exists(results_path(job), missing)) return;
+    const auto file = io::open_file_read_only(results_path(job));
+    for (size_t i = 0; i < in.specs.size(); ++i)
+      done[i] = model_complete(file.get(), in.specs[i].name,
+                               fingerprint_of(identity_of(in.specs[i], o, in.plan, in.data_fingerprint)));
+  });
+  job.world->broadcast(done.data(), done.size() * sizeof(int64_t), 0);
+  return done;
+}
+
+constexpr int kTagModelRecord = 201;
+
+std::string serialize(const ModelRecord& r, const std::string& fingerprint) {
+  dist::MessageWriter w;
+  w.put_string(r.status).put_string(fingerprint).put(r.comm_seconds).put(r.comm_steps).put(r.steps);
+  w.put(r.total_steps).put(r.tokens).put(r.wall_seconds).put(r.tokens_per_second).put(r.mfu);
+  w.put(r.final_validation_loss).put_vector(r.train).put_vector(r.validation);
+  return w.bytes();
+}
+
+ModelRecord deserialize_record(const std::string& bytes, std::string& fingerprint) {
+  dist::MessageReader rd(bytes);
+  ModelRecord r;
+  r.status = rd.get_string();
+  fingerprint = rd.get_string();
+  r.comm_seconds = rd.get<double>();
+  r.comm_steps = rd.get<int64_t>();
+  r.steps = rd.get<int64_t>();
+  r.total_steps = rd.get<int64_t>();
+  r.tokens = rd.get<int64_t>();
+  r.wall_seconds = rd.get<double>();
+  r.tokens_per_second = rd.get<double>();
+  r.mfu = rd.get<double>();
+  r.final_validation_loss = rd.get<double>();
+  r.train = rd.get_vector<TrainPoint>();
+  r.validation = rd.get_vector<ValidationPoint>();
+  return r;
 }
 
 }  // namespace
@@ -573,8 +650,8 @@ bool pretrain_complete(const PretrainOptions& o, const PretrainJob& job) {
     std::error_code missing;
     if (!fs::exists(path, missing)) return;
     try {
-      const Plan plan = make_plan(o, job.world->size());
       const auto specs = o.archs.empty() ? extrapolated_models(job) : explicit_models(o);
+      const Plan plan = make_plan(o, team_size_of(o, *job.world, specs.size()));
       const auto fingerprint_data = data::fingerprint_shards(data::all_shard_specs(o.train_paths, o.valid_paths));
       const auto file = io::open_file_read_only(path);
       complete = 1;
@@ -602,46 +679,101 @@ int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
     TokenStream(*dataset, validation->split(), o.seq_len, o.seed);  // enough training windows
     if (world.rank() == 0 && job.hold_run_directory && !job.dry_run) job.hold_run_directory();
   });
+  const int team_size = team_size_of(o, world, in.specs.size());
   log::info(
       log::format("hnas pretrain: %zu models, %ld steps of %ld sequences x %ld tokens (%ld tokens each), "
-                  "%d ranks x %ld micro-batches of %ld, schedule %s, run directory %s",
+                  "%d ranks x %ld micro-batches of %ld%s, schedule %s, run directory %s",
                   in.specs.size(), static_cast<long>(in.plan.steps), static_cast<long>(o.global_batch),
-                  static_cast<long>(o.seq_len), static_cast<long>(in.plan.steps * in.plan.tokens_per_step),
-                  world.size(), static_cast<long>(in.plan.accumulation), static_cast<long>(o.micro_batch),
+                  static_cast<long>(o.seq_len), static_cast<long>(in.plan.steps * in.plan.tokens_per_step), team_size,
+                  static_cast<long>(in.plan.accumulation), static_cast<long>(o.micro_batch),
+                  o.team_per_model ? " per model, the models side by side (one team each)" : "",
                   train::schedule_name(o.schedule.kind), job.run_dir.c_str()));
-  for (const auto& spec : in.specs)
-    log::info("  " + spec.name + ": " + spec.genome.to_string() + " at " + spec.shape.describe());
+  for (size_t i = 0; i < in.specs.size(); ++i)
+    log::info("  " + in.specs[i].name + ": " + in.specs[i].genome.to_string() + " at " + in.specs[i].shape.describe() +
+              (o.team_per_model ? log::format(", world ranks %d-%d", static_cast<int>(i) * team_size,
+                                              static_cast<int>(i + 1) * team_size - 1)
+                                : ""));
   if (job.dry_run) return kExitOk;
 
+  // One team per model, or the whole world for every model in turn.
+  const int color = o.team_per_model ? world.rank() / team_size : 0;
+  dist::Communicator own_team;
+  if (o.team_per_model) own_team = world.split(color, world.rank());
+  const dist::Communicator& team = o.team_per_model ? own_team : world;
   const torch::Device device = job.gpu >= 0 ? torch::Device(torch::kCUDA, job.gpu) : torch::Device(torch::kCPU);
   std::unique_ptr<dist::GradientReducer> reducer;
   if (job.gpu >= 0)
-    reducer = dist::make_nccl_reducer(world, job.gpu, job.nccl_timeout);
-  else if (world.size() > 1)
-    reducer = dist::make_mpi_reducer(world);
+    reducer = dist::make_nccl_reducer(team, job.gpu, job.nccl_timeout);
+  else if (team.size() > 1)
+    reducer = dist::make_mpi_reducer(team);
   const double peak = peak_flops_per_rank(o, device);
-  const Shared shared{o,      job,           *dataset, validation->split(), *validation, in.plan, in.data_fingerprint,
-                      device, reducer.get(), peak};
-  const dist::ScopedStallTimeout timed(job.stall_timeout);
-  for (const auto& spec : in.specs) {
-    int64_t done = 0;
-    dist::agree_on_errors(world, [&] {
-      if (world.rank() != 0) return;
-      std::error_code missing;
-      if (!fs::exists(results_path(job), missing)) return;
-      const auto file = io::open_file_read_only(results_path(job));
-      done = model_complete(file.get(), spec.name, fingerprint_of(identity_of(spec, o, in.plan, in.data_fingerprint)));
-    });
-    world.broadcast(&done, sizeof done, 0);
-    if (done) {
-      log::info("pretrain " + spec.name + ": complete; skipped");
-      continue;
+
+  // Records reach results.h5 from world rank 0 only: its own as they come, the other
+  // teams' when every team has stopped.
+  std::map<size_t, std::string> kept_records;  // model index -> serialized record (team leaders)
+  size_t current = 0;
+  const auto record = [&](const ModelSpec& spec, const ModelRecord& r, const std::string& fingerprint) {
+    if (world.rank() == 0)
+      write_model_record(results_path(job), spec, r, fingerprint);
+    else
+      kept_records[current] = serialize(r, fingerprint);
+  };
+  const Shared shared{o,    job,    team,          *dataset, validation->split(), *validation, in.plan,
+                      in.data_fingerprint, device, reducer.get(), peak, record};
+  const auto done = completed_models(o, job, in);
+  int code = kExitOk;
+  std::exception_ptr failure;
+  {
+    const dist::ScopedStallTimeout timed(job.stall_timeout);
+    if (o.team_per_model) log::set_rank(world.rank(), team.rank() == 0);  // every team's progress
+    try {
+      for (size_t i = 0; i < in.specs.size() && code == kExitOk; ++i) {
+        if (o.team_per_model && static_cast<int>(i) != color) continue;
+        current = i;
+        if (done[i]) {
+          log::info("pretrain " + in.specs[i].name + ": complete; skipped");
+          continue;
+        }
+        code = train_one(in.specs[i], shared);
+      }
+    } catch (const FatalError&) {
+      throw;  // the job ends (main aborts)
+    } catch (const Error&) {
+      if (!o.team_per_model) throw;  // already agreed over the world
+      failure = std::current_exception();
     }
-    const int code = train_one(spec, shared);
-    if (code != kExitOk) return code;
+    if (o.team_per_model) log::set_rank(world.rank(), world.rank() == 0);
   }
-  world.barrier();
-  return kExitOk;
+  if (!o.team_per_model) {
+    world.barrier();
+    return code;
+  }
+  // The teams meet: the first failure (if any) ends every rank alike, the others' records
+  // go to world rank 0, and the exit code is the most urgent (75 over 0).
+  const dist::ScopedStallTimeout idle(0);  // the other teams may train for hours more
+  dist::agree_on_errors(world, [&] {
+    if (failure) std::rethrow_exception(failure);
+  });
+  std::vector<std::pair<size_t, std::string>> received;  // world rank 0
+  for (size_t i = 0; i < in.specs.size(); ++i) {
+    const int leader = static_cast<int>(i) * team_size;
+    if (leader == 0) continue;
+    if (world.rank() == leader) {
+      const auto it = kept_records.find(i);
+      world.send(it == kept_records.end() ? std::string() : it->second, 0, kTagModelRecord);
+    } else if (world.rank() == 0) {
+      auto message = world.receive(leader, kTagModelRecord);
+      if (!message.bytes.empty()) received.emplace_back(i, std::move(message.bytes));
+    }
+  }
+  dist::agree_on_errors(world, [&] {
+    for (const auto& [i, bytes] : received) {
+      std::string fingerprint;
+      const auto r = deserialize_record(bytes, fingerprint);
+      write_model_record(results_path(job), in.specs[i], r, fingerprint);
+    }
+  });
+  return static_cast<int>(world.all_reduce_max(code));
 }
 
 }  // namespace hnas::pretrain

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// `hnas pretrain`: the scaled pre-training of the extrapolated winner(s) and the baseline,
-// one model after the other, each data-parallel over every rank of the job, on the same
-// token data and budget. Every model checkpoints under DIR/checkpoints/<model>/ and
+// `hnas pretrain`: the scaled pre-training of the extrapolated winner(s) and the baseline
+// on the same token data and budget, each model data-parallel: one after the other over
+// every rank of the job, or side by side, one team of ranks per model. Every model checkpoints under DIR/checkpoints/<model>/ and
 // resumes exactly; its curves and summary go to /pretrain/<model> of results.h5.
 #pragma once
 
@@ -54,6 +54,9 @@ struct PretrainOptions {
   bool overlap = true;
   double bucket_mb = 25;         ///< bucket size for the overlapped reduction
   bool shard_optimizer = false;  ///< ZeRO-1: each rank holds 1/ranks of the AdamW state
+  /// Split the world into one team per model, training the models side by side (else every
+  /// rank trains each model in turn).
+  bool team_per_model = false;
   model::Kernels kernels = model::Kernels::Fused;
 };
 
