@@ -154,7 +154,7 @@ class HybridModel(torch.nn.Module):
         x = self.final_norm(x)
         return x @ self.embedding.weight.t() if self.head is None else self.head(x)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, prompt, max_new_tokens):
         """Greedy decoding with a KV cache for the attention layers; returns (tokens,
         prompt logits, prefill seconds, decode seconds per token)."""

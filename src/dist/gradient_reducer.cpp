@@ -120,6 +120,8 @@ std::unique_ptr<GradientReducer> make_mpi_reducer(const Communicator& team) {
 #ifndef HNAS_HAVE_NCCL
 bool nccl_built() { return false; }
 
+std::string cuda_device_name(int) { return ""; }
+
 std::unique_ptr<GradientReducer> make_nccl_reducer(const Communicator&, int, double) {
   throw ConfigError("this hnas was built without NCCL: rebuild with -DHNAS_WITH_NCCL=ON (needs CUDA and NCCL)");
 }

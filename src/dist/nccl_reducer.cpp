@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <exception>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -247,6 +248,12 @@ void NcclPendingBucket::wait() {
 }  // namespace
 
 bool nccl_built() { return true; }
+
+std::string cuda_device_name(int device) {
+  cudaDeviceProp properties{};
+  if (cudaGetDeviceProperties(&properties, device) != cudaSuccess) return "";
+  return properties.name;
+}
 
 std::unique_ptr<GradientReducer> make_nccl_reducer(const Communicator& team, int device, double timeout_seconds) {
   return std::make_unique<NcclReducer>(team, device, timeout_seconds);

@@ -97,7 +97,9 @@ Generation generate_timed(model::HybridModel& model, const GenerateOptions& o, c
   for (auto t : g.prompt)
     HNAS_CHECK(t >= 0 && t < shape.vocab_size, ConfigError,
                "prompt token " << t << " is outside the model's vocabulary of " << shape.vocab_size);
-  torch::NoGradGuard no_grad;
+  // Inference mode, not just no-grad: views of the weights then skip autograd's view
+  // bookkeeping, a tenth of the decode time at batch 1.
+  c10::InferenceMode inference;
   auto generator = at::detail::createCPUGenerator(o.seed);
   const int64_t repeats = std::max<int64_t>(o.repeats, 1);
   double prefill = 0, decode = 0;

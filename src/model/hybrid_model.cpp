@@ -94,7 +94,7 @@ torch::Tensor HybridModelImpl::forward(const torch::Tensor& tokens) {
 
   if (options_.shape.backbone == arch::Backbone::AutoEncoder) return decode(x.select(1, -1));
   x = final_norm_->forward(x);
-  return options_.shape.tie_embeddings ? torch::nn::functional::linear(x, embedding_->weight) : head_->forward(x);
+  return options_.shape.tie_embeddings ? project(x, embedding_->weight) : project(x, head_->weight, head_->bias);
 }
 
 int64_t KvCache::bytes_per_token() const {
@@ -132,7 +132,7 @@ torch::Tensor HybridModelImpl::forward(const torch::Tensor& tokens, KvCache& cac
   }
   cache.length += tokens.size(1);
   x = final_norm_->forward(x);
-  return options_.shape.tie_embeddings ? torch::nn::functional::linear(x, embedding_->weight) : head_->forward(x);
+  return options_.shape.tie_embeddings ? project(x, embedding_->weight) : project(x, head_->weight, head_->bias);
 }
 
 torch::Tensor HybridModelImpl::decode(const torch::Tensor& pooled) {

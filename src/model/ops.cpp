@@ -11,6 +11,15 @@
 
 namespace hnas::model {
 
+at::Tensor project(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (x.numel() != weight.size(1)) return torch::nn::functional::linear(x, weight, bias);
+  auto y = torch::mv(weight, x.reshape({-1}));
+  if (bias.defined()) y = y + bias;
+  auto sizes = x.sizes().vec();
+  sizes.back() = weight.size(0);
+  return y.view(sizes);
+}
+
 RopeTable make_rope_table(int64_t seq_len, int64_t head_dim, double theta, const at::TensorOptions& options) {
   HNAS_ASSERT(head_dim % 2 == 0, "rotary embedding needs an even head_dim, got " << head_dim);
   const int64_t half = head_dim / 2;

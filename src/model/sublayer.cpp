@@ -23,11 +23,11 @@ class AttentionSublayer : public SublayerImpl {
   }
 
   torch::Tensor forward(const torch::Tensor& x, const SublayerContext& context) override {
-    auto qkv = qkv_->forward(norm_->forward(x));
+    auto qkv = project(norm_->forward(x), qkv_->weight, qkv_->bias);
     if (context.cache != nullptr)
-      return out_->forward(
-          cached_attention(qkv, shape_, context.rope, context.cache->k, context.cache->v, context.position));
-    return out_->forward(causal_attention(qkv, shape_, context.rope, kernels_));
+      return project(cached_attention(qkv, shape_, context.rope, context.cache->k, context.cache->v, context.position),
+                     out_->weight, out_->bias);
+    return project(causal_attention(qkv, shape_, context.rope, kernels_), out_->weight, out_->bias);
   }
 
  private:
@@ -48,7 +48,7 @@ class MlpSublayer : public SublayerImpl {
   }
 
   torch::Tensor forward(const torch::Tensor& x, const SublayerContext& /*context*/) override {
-    return down_->forward(swiglu(gate_up_->forward(norm_->forward(x)), kernels_));
+    return project(swiglu(project(norm_->forward(x), gate_up_->weight), kernels_), down_->weight);
   }
 
  private:

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include "hnas/core/check.hpp"
 #include "hnas/core/error.hpp"
@@ -70,25 +72,42 @@ io::H5Group make_group(hid_t file, const std::string& path) {
   return io::H5Group(HNAS_CHECK_H5(H5Gcreate2(file, path.c_str(), links.get(), H5P_DEFAULT, H5P_DEFAULT)));
 }
 
-void write_tensor(hid_t group, const NamedTensor& named) {
-  const at::Tensor t = named.tensor.detach().to(at::kCPU).contiguous();
-  const auto type = element_type(t.scalar_type());
-  std::vector<hsize_t> dims;
-  for (int64_t d = 0; d < t.dim(); ++d) dims.push_back(static_cast<hsize_t>(t.size(d)));
-  io::H5Space space(HNAS_CHECK_H5(
-      t.dim() == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)));
-  io::H5Dataset dataset(HNAS_CHECK_H5(
-      H5Dcreate2(group, named.name.c_str(), type.h5, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
-  if (t.numel() > 0) HNAS_CHECK_H5(H5Dwrite(dataset.get(), type.h5, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()));
-  io::write_string_attribute(dataset.get(), "dtype", type.name);
-  io::write_string_attribute(dataset.get(), "shape", shape_text(t));
-  io::write_string_attribute(dataset.get(), "fnv1a64", tensor_checksum(t));
-  io::write_int_attribute(dataset.get(), "steps", named.steps);
-}
-
+// Writes every tensor as a dataset of `path`. The checksums are computed on a second
+// thread while HDF5 writes (only this thread calls HDF5): the pass over the bytes then
+// costs no time of its own.
 void write_tensors(hid_t file, const std::string& path, const std::vector<NamedTensor>& tensors) {
   const auto group = make_group(file, path);
-  for (const auto& t : tensors) write_tensor(group.get(), t);
+  std::vector<at::Tensor> host;
+  for (const auto& named : tensors) host.push_back(named.tensor.detach().to(at::kCPU).contiguous());
+  std::vector<std::string> checksums(host.size());
+  std::thread summing([&] {
+    for (size_t i = 0; i < host.size(); ++i) checksums[i] = tensor_checksum(host[i]);
+  });
+  struct Joiner {
+    std::thread& thread;
+    ~Joiner() {
+      if (thread.joinable()) thread.join();
+    }
+  } joiner{summing};
+  std::vector<io::H5Dataset> datasets;
+  for (size_t i = 0; i < host.size(); ++i) {
+    const at::Tensor& t = host[i];
+    const auto type = element_type(t.scalar_type());
+    std::vector<hsize_t> dims;
+    for (int64_t d = 0; d < t.dim(); ++d) dims.push_back(static_cast<hsize_t>(t.size(d)));
+    io::H5Space space(HNAS_CHECK_H5(
+        t.dim() == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)));
+    datasets.emplace_back(HNAS_CHECK_H5(
+        H5Dcreate2(group.get(), tensors[i].name.c_str(), type.h5, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+    const hid_t dataset = datasets.back().get();
+    if (t.numel() > 0) HNAS_CHECK_H5(H5Dwrite(dataset, type.h5, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()));
+    io::write_string_attribute(dataset, "dtype", type.name);
+    io::write_string_attribute(dataset, "shape", shape_text(t));
+    io::write_int_attribute(dataset, "steps", tensors[i].steps);
+  }
+  summing.join();
+  for (size_t i = 0; i < datasets.size(); ++i)
+    io::write_string_attribute(datasets[i].get(), "fnv1a64", checksums[i]);
 }
 
 // Whether every link of the absolute `path` exists (H5Lexists fails on a missing parent).

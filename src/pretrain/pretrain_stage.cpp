@@ -205,10 +205,23 @@ void broadcast_tensor(const dist::Communicator& world, torch::Tensor t) {
 
 // ---- peak FLOP/s for MFU ------------------------------------------------------------
 
-double peak_flops_per_rank(const PretrainOptions& o, const torch::Device& device) {
-  if (o.peak_tflops > 0) return o.peak_tflops * 1e12;
-  if (device.is_cpu()) return train::measure_cpu_sgemm_flops();
-  // Measured: a large bf16 matrix product, the dense peak the model's GEMMs can reach.
+// The peak MFU divides by, and where it comes from: configured, the accelerator table, or
+// measured (sgemm on the CPU, a large bf16 product on a GPU not in the table).
+double peak_flops_per_rank(const PretrainOptions& o, const torch::Device& device, std::string& source) {
+  if (o.peak_tflops > 0) {
+    source = "pretrain.peak_tflops";
+    return o.peak_tflops * 1e12;
+  }
+  if (device.is_cpu()) {
+    source = "float32 sgemm measured at start-up";
+    return train::measure_cpu_sgemm_flops();
+  }
+  const std::string name = dist::cuda_device_name(device.index());
+  if (const double tflops = train::known_bf16_peak_tflops(name); tflops > 0) {
+    source = name + ", bf16 dense, data sheet";
+    return tflops * 1e12;
+  }
+  source = (name.empty() ? std::string("this GPU") : name) + ", bf16 product measured at start-up";
   const int64_t n = 8192;
   auto a = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(torch::kBFloat16));
   auto b = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(torch::kBFloat16));
@@ -706,7 +719,12 @@ int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
     reducer = dist::make_nccl_reducer(team, job.gpu, job.nccl_timeout);
   else if (team.size() > 1)
     reducer = dist::make_mpi_reducer(team);
-  const double peak = peak_flops_per_rank(o, device);
+  std::string peak_source;
+  const double peak = peak_flops_per_rank(o, device, peak_source);
+  log::info(log::format("pretrain: MFU against %.4g TFLOP/s per rank (%s); training FLOPs per token = 3 x the "
+                        "forward's (arch::forward_flops_per_token: matrix products, and attention's scores and "
+                        "values over the causal half of the context)",
+                        peak / 1e12, peak_source.c_str()));
 
   // Records reach results.h5 from world rank 0 only: its own as they come, the other
   // teams' when every team has stopped.

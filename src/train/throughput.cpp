@@ -18,6 +18,19 @@ void set_compute_threads(int threads) {
     set_openblas(threads);
 }
 
+double known_bf16_peak_tflops(const std::string& name) {
+  const auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+  // More specific names first: "H100 PCIe" and "H100 NVL" before "H100".
+  if (has("H200") || has("GH200")) return 989;
+  if (has("H100") && (has("PCIe") || has("PCIE"))) return 756;
+  if (has("H100") && has("NVL")) return 835;
+  if (has("H100") || has("H800")) return 989;
+  if (has("A100") || has("A800")) return 312;
+  if (has("L40S")) return 362;
+  if (has("A10") && !has("A100")) return 125;
+  return 0;
+}
+
 double measure_cpu_sgemm_flops(int n, int repeats) {
   torch::NoGradGuard no_grad;
   auto a = torch::randn({n, n});

@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "hnas/core/error.hpp"
 #include "hnas/dist/communicator.hpp"
@@ -105,6 +106,46 @@ TEST(MpiReducer, sums_gradients_and_materialises_missing_ones) {
   auto c = torch::full({4}, static_cast<float>(world().rank()));
   reducer->broadcast_from_leader({c});
   EXPECT_TRUE(torch::equal(c, torch::zeros({4})));
+}
+
+// The non-blocking bucket collectives of data parallelism and ZeRO-1, started together as
+// the backward pass starts them: each rank's values are rank + 1 + element index.
+TEST(MpiReducer, bucket_sum_reduce_scatter_and_all_gather_complete_out_of_order) {
+  const auto reducer = dist::make_mpi_reducer(world());
+  const int64_t n = world().size(), rank = world().rank(), part = 6;
+  const auto mine = [&](int64_t numel) { return torch::arange(numel, torch::kFloat32) + static_cast<float>(rank + 1); };
+  const auto summed = [&](int64_t numel) {  // sum over ranks of (r + 1 + i)
+    return torch::arange(numel, torch::kFloat32) * static_cast<float>(n) + static_cast<float>(n * (n + 1) / 2);
+  };
+  auto flat_sum = mine(part * n), flat_scatter = mine(part * n), shard = torch::zeros({part});
+  auto gathered = torch::zeros({part * n});
+  gathered.narrow(0, rank * part, part).fill_(static_cast<float>(rank));
+  auto sum = reducer->start_sum(flat_sum);
+  auto scatter = reducer->start_reduce_scatter(flat_scatter, shard);
+  auto gather = reducer->start_all_gather(gathered);
+  gather->wait();  // in another order than started: each completes on its own
+  scatter->wait();
+  sum->wait();
+  EXPECT_TRUE(torch::equal(flat_sum, summed(part * n)));
+  EXPECT_TRUE(torch::equal(shard, summed(part * n).narrow(0, rank * part, part)));
+  for (int64_t r = 0; r < n; ++r)
+    EXPECT_TRUE(torch::equal(gathered.narrow(0, r * part, part), torch::full({part}, static_cast<float>(r))));
+  EXPECT_TRUE(sum->test());
+  // A bucket that does not split into equal parts is a programming error, said so.
+  if (n > 1) {
+    EXPECT_THROW(reducer->start_reduce_scatter(torch::zeros({part * n + 1}), shard), InternalError);
+  }
+}
+
+TEST(Communicator, gather_puts_every_ranks_part_in_rank_order_on_the_root) {
+  const int n = world().size();
+  std::vector<float> values(3, static_cast<float>(world().rank() * 10));
+  std::vector<float> all(world().rank() == 0 ? 3 * n : 0);
+  world().gather(values.data(), values.size(), world().rank() == 0 ? all.data() : nullptr, 0);
+  if (world().rank() != 0) return;
+  for (int r = 0; r < n; ++r) {
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(all[static_cast<size_t>(3 * r + i)], 10.0f * r);
+  }
 }
 
 TEST(MetricsAccumulator, shares_of_the_batches_summed_over_a_team_equal_all_batches_on_one_rank) {

@@ -153,6 +153,9 @@ TEST(FusedAdamW, grad_norm_does_not_depend_on_thread_count) {
   double expected = 0;
   for (const auto& p : params) expected += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
   EXPECT_NEAR(one, std::sqrt(expected), 1e-6 * std::sqrt(expected));
+  // The square, which ZeRO-1 adds up over the ranks' shards, is the same sum.
+  EXPECT_NEAR(fused.grad_squared_norm(), expected, 1e-6 * expected);
+  EXPECT_EQ(std::sqrt(fused.grad_squared_norm()), one);
 }
 
 TEST(FusedAdamW, zero_grad_drops_gradients) {

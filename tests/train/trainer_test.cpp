@@ -7,6 +7,7 @@
 #include "hnas/core/error.hpp"
 #include "hnas/train/metrics.hpp"
 #include "hnas/train/schedule.hpp"
+#include "hnas/train/throughput.hpp"
 #include "hnas/train/trainer.hpp"
 #include "support/tiny_training.hpp"
 
@@ -160,3 +161,16 @@ TEST(Trainer, norms_and_biases_are_not_decayed) {
 }
 
 }  // namespace
+
+TEST(PeakFlops, known_accelerators_by_cuda_name_and_zero_for_others) {
+  using hnas::train::known_bf16_peak_tflops;
+  EXPECT_EQ(known_bf16_peak_tflops("NVIDIA H200"), 989);
+  EXPECT_EQ(known_bf16_peak_tflops("NVIDIA H100 80GB HBM3"), 989);
+  EXPECT_EQ(known_bf16_peak_tflops("NVIDIA H100 PCIe"), 756);
+  EXPECT_EQ(known_bf16_peak_tflops("NVIDIA H100 NVL"), 835);
+  EXPECT_EQ(known_bf16_peak_tflops("NVIDIA A100-SXM4-80GB"), 312);
+  EXPECT_EQ(known_bf16_peak_tflops("NVIDIA A10"), 125);
+  EXPECT_EQ(known_bf16_peak_tflops("NVIDIA L40S"), 362);
+  EXPECT_EQ(known_bf16_peak_tflops("Tesla V100-SXM2-32GB"), 0);  // no bf16: measured instead
+  EXPECT_EQ(known_bf16_peak_tflops(""), 0);
+}

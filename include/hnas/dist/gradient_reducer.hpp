@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "hnas/dist/communicator.hpp"
@@ -88,6 +89,10 @@ std::unique_ptr<GradientReducer> make_mpi_reducer(const Communicator& team);
 
 /// True when this build has the NCCL implementation.
 bool nccl_built();
+
+/// The CUDA device's name ("NVIDIA H200", "NVIDIA A100-SXM4-80GB"), or "" when this build
+/// has no CUDA runtime (it comes with NCCL). Rank-local.
+std::string cuda_device_name(int device);
 
 /// NCCL over CUDA tensors on `device` (this rank's GPU; cudaSetDevice is called here).
 /// Collective over `team`: team rank 0 creates the ncclUniqueId and broadcasts it over
