@@ -58,7 +58,13 @@ class NcclPendingBucket final : public PendingBucket {
  public:
   NcclPendingBucket(NcclReducer& owner, cudaEvent_t done, const char* what, std::vector<at::Tensor> buffers)
       : owner_(owner), done_(done), what_(what), buffers_(std::move(buffers)) {}
-  ~NcclPendingBucket() override { cudaEventDestroy(done_); }  // released once it completes
+  // Unwaited (an error unwinds): later work on the default stream, including the caching
+  // allocator's reuse of the buffers, is ordered after the collective. The event itself
+  // is released once it completes.
+  ~NcclPendingBucket() override {
+    if (!waited_) cudaStreamWaitEvent(nullptr, done_, 0);
+    cudaEventDestroy(done_);
+  }
   NcclPendingBucket(const NcclPendingBucket&) = delete;
   NcclPendingBucket& operator=(const NcclPendingBucket&) = delete;
   bool test() override;
@@ -87,12 +93,13 @@ class NcclReducer final : public GradientReducer {
   // Destroying a communicator waits for its peers; while an exception unwinds (a peer may
   // be gone or stuck) only an abort is safe: it frees this rank's side without waiting.
   ~NcclReducer() override {
-    if (stream_ != nullptr) cudaStreamDestroy(stream_);
-    if (comm_ == nullptr) return;
-    if (std::uncaught_exceptions() > 0)
-      ncclCommAbort(comm_);
-    else
-      ncclCommDestroy(comm_);
+    if (comm_ != nullptr) {
+      if (std::uncaught_exceptions() > 0)
+        ncclCommAbort(comm_);
+      else
+        ncclCommDestroy(comm_);
+    }
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);  // after the communicator that used it
   }
 
   void sum_gradients(const std::vector<at::Tensor>& parameters) override {

@@ -114,12 +114,14 @@ double GradientBuckets::finish() {
     bucket.pending.reset();
   }
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
-  if (reduction_ == BucketReduction::Sum)
-    for (size_t k = 0; k < parameters_.size(); ++k) {
-      auto& p = parameters_[k];
-      const auto& where = placements_[k];
+  for (size_t k = 0; k < parameters_.size(); ++k) {
+    auto& p = parameters_[k];
+    const auto& where = placements_[k];
+    if (reduction_ == BucketReduction::Sum)
       p.mutable_grad() = buckets_[where.bucket].flat.narrow(0, where.offset, p.numel()).view(p.sizes());
-    }
+    else
+      p.mutable_grad().reset();  // the optimizer reads the shards; the local sum is spent
+  }
   return waited;
 }
 

@@ -39,7 +39,7 @@ class GradientBuckets {
   void arm();
   /// After the step's last backward: starts what is left, waits for every bucket. Sum:
   /// each parameter's .grad becomes its sum over the team. ReduceScatter: shard(b) holds
-  /// this rank's part of bucket b's sum, and .grad is left as it is. Returns the seconds
+  /// this rank's part of bucket b's sum, and .grad is dropped. Returns the seconds
   /// spent waiting here (the part of the reduction not hidden behind the backward pass).
   /// Collective.
   double finish();

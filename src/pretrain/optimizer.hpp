@@ -161,8 +161,6 @@ class ModelOptimizer {
   /// Every parameter's whole moments, on rank 0 as CPU tensors (empty elsewhere), for a
   /// checkpoint. Collective for the sharded one.
   virtual void collect_moments(std::vector<NamedTensor>& exp_avg, std::vector<NamedTensor>& exp_avg_sq) = 0;
-  /// After the parameters were overwritten (a restore): re-reads them. Rank-local.
-  virtual void parameters_changed() {}
 };
 
 /// Every rank holds and steps the whole state (plain data parallelism, or one rank).

@@ -375,7 +375,6 @@ int train_one(const ModelSpec& spec, const Shared& s) {
       world.broadcast(&steps, sizeof steps, 0);
       optimizer->load_moments(i, m1, m2, steps);
     }
-    optimizer->parameters_changed();
     record.train = state.train;
     record.validation = state.validation;
     log::info(log::format("pretrain %s: resuming at step %ld/%ld (%ld tokens) from %s", spec.name.c_str(),
@@ -416,9 +415,12 @@ int train_one(const ModelSpec& spec, const Shared& s) {
   // Data parallelism reduces the gradients in buckets during the backward pass (summed, or
   // reduce-scattered to the optimizer's shards).
   std::unique_ptr<GradientBuckets> summed_buckets;
-  if (!sharded && o.overlap && s.reducer && world.size() > 1)
-    summed_buckets = std::make_unique<GradientBuckets>(*s.reducer, optimizer->parameters(),
+  if (!sharded && o.overlap && s.reducer && world.size() > 1) {
+    std::vector<torch::Tensor> in_model_order;  // backward produces the gradients in its reverse
+    for (const auto& [name, p] : named) in_model_order.push_back(p);
+    summed_buckets = std::make_unique<GradientBuckets>(*s.reducer, in_model_order,
                                                        static_cast<size_t>(o.bucket_mb * 1e6), BucketReduction::Sum);
+  }
   GradientBuckets* buckets = sharded ? &sharded->buckets() : summed_buckets.get();
   if (sharded)
     log::info(log::format("pretrain %s: optimizer state sharded over %d ranks (ZeRO-1): this rank holds %.1f%% of it; "
@@ -754,10 +756,10 @@ int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
         }
         code = train_one(in.specs[i], shared);
       }
-    } catch (const FatalError&) {
-      throw;  // the job ends (main aborts)
-    } catch (const Error&) {
-      if (!o.team_per_model) throw;  // already agreed over the world
+    } catch (const CollectiveError&) {
+      // The whole team agreed on it; the other teams learn it below. Any other error is
+      // one rank's alone and reaches main, which ends the job (its team would wait forever).
+      if (!o.team_per_model) throw;
       failure = std::current_exception();
     }
     if (o.team_per_model) log::set_rank(world.rank(), world.rank() == 0);

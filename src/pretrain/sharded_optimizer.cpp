@@ -13,30 +13,41 @@ ShardedOptimizer::ShardedOptimizer(dist::GradientReducer& reducer, const dist::C
                                    const PretrainOptions& o)
     : reducer_(reducer), team_(team) {
   HNAS_ASSERT(reducer.size() == team.size(), "the reducer's team and the host team differ");
-  // The checkpoint's order, as the replicated optimizer's: matrices first.
+  // The checkpoint's order, as the replicated optimizer's: matrices first. The buckets
+  // follow the model's order, which backward walks in reverse.
+  std::vector<torch::Tensor> in_model_order;
+  for (const auto& [name, p] : named) in_model_order.push_back(p);
   for (const bool decay : {true, false})
-    for (const auto& e : entries_of(named))
-      if (e.decay == decay) {
-        names_.push_back(e.name);
-        parameters_.push_back(e.tensor);
+    for (size_t m = 0; m < named.size(); ++m)
+      if ((named[m].second.dim() >= 2) == decay) {
+        names_.push_back(named[m].first);
+        parameters_.push_back(named[m].second);
+        model_position_.push_back(m);
       }
-  buckets_ = std::make_unique<GradientBuckets>(reducer, parameters_, static_cast<size_t>(o.bucket_mb * 1e6),
+  buckets_ = std::make_unique<GradientBuckets>(reducer, in_model_order, static_cast<size_t>(o.bucket_mb * 1e6),
                                                BucketReduction::ReduceScatter);
   torch::NoGradGuard no_grad;
   for (size_t b = 0; b < buckets_->num_buckets(); ++b)
     bucket_parameters_.push_back(torch::zeros({buckets_->bucket_numel(b)}, parameters_.front().options()));
-  parameters_changed();
+  // The parameters become views into their buckets: the all-gather updates the model in
+  // place, and the model's weights are not held twice.
+  for (size_t k = 0; k < parameters_.size(); ++k) {
+    auto& p = parameters_[k];
+    auto slot = bucket_parameters_[where(k).bucket].narrow(0, where(k).offset, p.numel());
+    slot.copy_(p.reshape({-1}));
+    p.set_data(slot.view(p.sizes()));
+  }
 
   // This rank's part of every bucket, cut at the parameters' boundaries.
   const int64_t rank = team.rank();
   segments_of_.resize(parameters_.size());
   std::vector<Segment> decayed, kept;
   for (size_t k = 0; k < parameters_.size(); ++k) {
-    const auto& where = buckets_->placement(k);
-    const int64_t part = part_numel(where.bucket);
-    const int64_t begin = std::max(where.offset, rank * part);
-    const int64_t end = std::min(where.offset + parameters_[k].numel(), (rank + 1) * part);
-    if (begin < end) (parameters_[k].dim() >= 2 ? decayed : kept).push_back({k, where.bucket, begin, end - begin});
+    const auto& at = where(k);
+    const int64_t part = part_numel(at.bucket);
+    const int64_t begin = std::max(at.offset, rank * part);
+    const int64_t end = std::min(at.offset + parameters_[k].numel(), (rank + 1) * part);
+    if (begin < end) (parameters_[k].dim() >= 2 ? decayed : kept).push_back({k, at.bucket, begin, end - begin});
   }
   segments_ = decayed;
   segments_.insert(segments_.end(), kept.begin(), kept.end());
@@ -55,12 +66,8 @@ ShardedOptimizer::ShardedOptimizer(dist::GradientReducer& reducer, const dist::C
 
 int64_t ShardedOptimizer::part_numel(size_t bucket) const { return buckets_->bucket_numel(bucket) / team_.size(); }
 
-void ShardedOptimizer::parameters_changed() {
-  torch::NoGradGuard no_grad;
-  for (size_t k = 0; k < parameters_.size(); ++k) {
-    const auto& where = buckets_->placement(k);
-    bucket_parameters_[where.bucket].narrow(0, where.offset, parameters_[k].numel()).copy_(parameters_[k].reshape({-1}));
-  }
+const GradientBuckets::Placement& ShardedOptimizer::where(size_t k) const {
+  return buckets_->placement(model_position_[k]);
 }
 
 void ShardedOptimizer::zero_grad() {
@@ -74,23 +81,17 @@ double ShardedOptimizer::clip_and_step() {
   });
   if (!std::isfinite(norm)) return norm;  // the same on every rank: nobody updated
   for (auto& s : steps_) ++s;
-  // Every rank's updated part into every rank's parameters.
+  // Every rank's updated part into every rank's parameters (views of the buckets).
   std::vector<std::unique_ptr<dist::PendingBucket>> gathers;
   for (auto& flat : bucket_parameters_) gathers.push_back(reducer_.start_all_gather(flat));
   for (auto& g : gathers) g->wait();
-  torch::NoGradGuard no_grad;
-  for (size_t k = 0; k < parameters_.size(); ++k) {
-    const auto& where = buckets_->placement(k);
-    parameters_[k].copy_(
-        bucket_parameters_[where.bucket].narrow(0, where.offset, parameters_[k].numel()).view(parameters_[k].sizes()));
-  }
   return norm;
 }
 
 void ShardedOptimizer::load_moments(size_t k, const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq,
                                     int64_t steps) {
   torch::NoGradGuard no_grad;
-  const int64_t offset = buckets_->placement(k).offset;
+  const int64_t offset = where(k).offset;
   const auto m1 = exp_avg.reshape({-1}), m2 = exp_avg_sq.reshape({-1});
   for (size_t s : segments_of_[k]) {
     const auto& seg = segments_[s];
@@ -123,11 +124,11 @@ void ShardedOptimizer::collect_moments(std::vector<NamedTensor>& exp_avg, std::v
   }
   if (team_.rank() != 0) return;
   for (size_t k = 0; k < parameters_.size(); ++k) {
-    const auto& where = buckets_->placement(k);
+    const auto& at = where(k);
     const auto& p = parameters_[k];
-    exp_avg.push_back({names_[k], whole_m1[where.bucket].narrow(0, where.offset, p.numel()).view(p.sizes()).clone(), steps_[k]});
+    exp_avg.push_back({names_[k], whole_m1[at.bucket].narrow(0, at.offset, p.numel()).view(p.sizes()).clone(), steps_[k]});
     exp_avg_sq.push_back(
-        {names_[k], whole_m2[where.bucket].narrow(0, where.offset, p.numel()).view(p.sizes()).clone(), steps_[k]});
+        {names_[k], whole_m2[at.bucket].narrow(0, at.offset, p.numel()).view(p.sizes()).clone(), steps_[k]});
   }
 }
 

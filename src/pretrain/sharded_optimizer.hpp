@@ -8,6 +8,11 @@
 // added up in another order (the squared norms of the parts, summed over the team), so
 // the loss curve equals the unsharded run's within float rounding.
 //
+// Memory per rank for P parameters on N ranks: the parameters (P, the buckets the
+// all-gather fills), the gradients (P while backward accumulates, dropped after the
+// reduce-scatter), the gradient buckets (P), and the AdamW moments and the reduced
+// gradient of this rank's part (3P/N), against 2P of moments unsharded.
+//
 // Collective over the reducer's team, like GradientBuckets.
 #pragma once
 
@@ -25,7 +30,8 @@ namespace hnas::pretrain {
 class ShardedOptimizer final : public ModelOptimizer {
  public:
   /// `team` is the reducer's team (host traffic: the checkpoint's gathers). Both must
-  /// outlive it, as must the parameters.
+  /// outlive it, as must the parameters, which become views into its parameter buckets
+  /// (set_data: the model's modules see the same tensors).
   ShardedOptimizer(dist::GradientReducer& reducer, const dist::Communicator& team,
                    const std::vector<std::pair<std::string, torch::Tensor>>& named, const PretrainOptions& o);
 
@@ -40,7 +46,6 @@ class ShardedOptimizer final : public ModelOptimizer {
   const std::vector<torch::Tensor>& parameters() const override { return parameters_; }
   void load_moments(size_t i, const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq, int64_t steps) override;
   void collect_moments(std::vector<NamedTensor>& exp_avg, std::vector<NamedTensor>& exp_avg_sq) override;
-  void parameters_changed() override;
 
   /// The fraction of the model's optimizer state this rank holds.
   double state_fraction() const;
@@ -55,11 +60,13 @@ class ShardedOptimizer final : public ModelOptimizer {
     int64_t length;
   };
   int64_t part_numel(size_t bucket) const;
+  const GradientBuckets::Placement& where(size_t parameter) const;  // by our (checkpoint) index
 
   dist::GradientReducer& reducer_;
   const dist::Communicator& team_;
   std::vector<std::string> names_;
-  std::vector<torch::Tensor> parameters_;
+  std::vector<torch::Tensor> parameters_;  // views into bucket_parameters_
+  std::vector<size_t> model_position_;     // per parameter: its index in the model's order
   std::unique_ptr<GradientBuckets> buckets_;
   std::vector<torch::Tensor> bucket_parameters_;  // the parameters, bucket by bucket (all-gathered)
   std::vector<Segment> segments_;                 // in the inner optimizer's order

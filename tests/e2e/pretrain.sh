@@ -126,6 +126,7 @@ rm "$work/record-lost/results.h5"
 run record-lost one "$work/record-lost"
 expect 0
 expect_log record-lost "pretrain AAMM: the last checkpoint is complete; its record written"
+expect_log record-lost "pretrain AMAM: the last checkpoint is complete; its record written"
 check same "$work/one" "$work/record-lost" AAMM 0
 check same "$work/one" "$work/record-lost" AMAM 0
 
@@ -197,6 +198,7 @@ status=0; wait "$pid" || status=$?
 expect 75
 run teams-resume two "$work/teams-term" --pretrain.team_per_model=true
 expect 0
+expect_log teams-resume "pretrain AAMM: resuming at step"
 expect_log teams-resume "pretrain AMAM: resuming at step"
 check same "$work/long4" "$work/teams-term" AAMM 0
 check same "$work/long4" "$work/teams-term" AMAM 0
@@ -235,12 +237,13 @@ for dir in zero-term zero-world; do
 done
 run zero-term-resume two "$work/zero-term" "${zero[@]}"
 expect 0
+expect_log zero-term-resume "pretrain AAMM: resuming at step"
 check same "$work/long-zero" "$work/zero-term" AAMM 0
 check same "$work/long-zero" "$work/zero-term" AMAM 0
 run zero-world-resume four "$work/zero-world" "${zero[@]}"
 expect 0
 expect_log zero-world-resume "the checkpoint was written by 2 ranks, this job has 4"
-check close "$work/long" "$work/zero-world" AAMM 0.05
+check close "$work/long-zero" "$work/zero-world" AAMM 0.05
 
 # Bad inputs: one line, exit 2, nothing overwritten.
 cp -r "$work/term" "$work/other"
