@@ -37,6 +37,13 @@ GradientBuckets::GradientBuckets(dist::GradientReducer& reducer, const std::vect
     members.back().push_back(k);
     bytes += size;
   }
+  // The first parameter (the token embedding) gets its gradient last, when backward ends:
+  // alone in the last bucket, only its own reduction is left exposed, not its bucket's.
+  if (members.back().size() > 1) {
+    const size_t last = members.back().back();
+    members.back().pop_back();
+    members.push_back({last});
+  }
   const int64_t team = reducer_.size();
   for (const auto& list : members) {
     Bucket bucket;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hnas pretrain on byte-level shards of the project's own text, two tiny models:
+# hnas pretrain on byte-level shards of licence texts, two tiny models:
 # data-parallel at 2 and 4 ranks equals one rank, with and without the all-reduce
 # overlapped with the backward pass; a SIGTERM and a kill -9 then a resume give the
 # uninterrupted curve bit for bit; a damaged newest checkpoint falls back to the previous
@@ -21,8 +21,15 @@ trap cleanup EXIT
 check() { /usr/bin/python3 "$src/tests/e2e/pretrain_check.py" "$@"; }
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$make_shards" --output-prefix "$work/text" --val-fraction 0.1 "$src"/README.md "$src"/inputs/README.md \
-  "$src"/src/*/*.cpp >/dev/null
+# Text that does not change with this checkout (the curves below are compared across
+# world sizes within a tolerance, and how far float rounding carries depends on the
+# data): the licence texts every Debian and Ubuntu system has, else the project's docs.
+corpus=(/usr/share/common-licenses/*)
+if [ ! -e "${corpus[0]}" ]; then
+  echo "no /usr/share/common-licenses: training on the project's own text"
+  corpus=("$src"/README.md "$src"/inputs/README.md "$src"/src/*/*.cpp)
+fi
+"$make_shards" --output-prefix "$work/text" --val-fraction 0.1 "${corpus[@]}" >/dev/null
 
 # Two 2-layer models of width 32 on 32-token sequences: 40 steps of 8 sequences.
 args=(--arch AAMM AMAM --extrapolate.target=custom --extrapolate.blocks=2 --extrapolate.d_model=32
@@ -87,9 +94,10 @@ check same "$work/one" "$work/four" AAMM 1e-4
 # ZeRO-1 (optimizer state sharded, gradients reduce-scattered, parameters all-gathered):
 # the same arithmetic per element, with or without the overlap; only the sum order of
 # the gradient norm and of the reduce-scatter differ, so the curves agree within float
-# rounding (measured: bit for bit at two ranks; at four 3e-8 to 4e-6 relative, depending
-# on the shards, which are this checkout's own sources; the tolerance is the other
-# multi-rank checks' 1e-4).
+# rounding (measured on these texts: 2e-8 to 6e-8 relative at two and four ranks, as
+# for the unsharded runs against one rank; on other data up to 1.1e-4 was seen between
+# one and two ranks, float rounding carried by a high learning rate; the tolerance is
+# the other multi-rank checks' 1e-4).
 run two-zero two "$work/two-zero" --pretrain.shard_optimizer=true
 expect 0
 expect_log two-zero "optimizer state sharded over 2 ranks (ZeRO-1): this rank holds"
