@@ -2,6 +2,7 @@
 #include "pretrain_record.hpp"
 
 #include "hnas/core/check.hpp"
+#include "hnas/dist/communicator.hpp"
 #include "hnas/io/h5.hpp"
 #include "hnas/io/results_table.hpp"
 
@@ -79,6 +80,49 @@ bool model_complete(hid_t file, const std::string& name, const std::string& fing
   const io::H5Group g(HNAS_CHECK_H5(H5Gopen2(file, group.c_str(), H5P_DEFAULT)));
   return io::has_attribute(g.get(), "status") && io::read_string_attribute(g.get(), "status") != "running" &&
          io::read_string_attribute(g.get(), "identity_fingerprint") == fingerprint;
+}
+
+void finish_record(ModelRecord& record) {
+  if (!record.validation.empty()) record.final_validation_loss = record.validation.back().loss;
+  if (record.status == "running") record.status = "completed";
+  double mean_tps = 0, mean_mfu = 0;
+  for (const auto& p : record.train) {
+    mean_tps += p.tokens_per_second;
+    mean_mfu += p.mfu;
+  }
+  if (!record.train.empty()) {
+    mean_tps /= static_cast<double>(record.train.size());
+    mean_mfu /= static_cast<double>(record.train.size());
+  }
+  record.tokens_per_second = mean_tps;
+  record.mfu = mean_mfu;
+}
+
+std::string serialize_record(const ModelRecord& r, const std::string& fingerprint) {
+  dist::MessageWriter w;
+  w.put_string(r.status).put_string(fingerprint).put(r.comm_seconds).put(r.comm_steps).put(r.steps);
+  w.put(r.total_steps).put(r.tokens).put(r.wall_seconds).put(r.tokens_per_second).put(r.mfu);
+  w.put(r.final_validation_loss).put_vector(r.train).put_vector(r.validation);
+  return w.bytes();
+}
+
+ModelRecord deserialize_record(const std::string& bytes, std::string& fingerprint) {
+  dist::MessageReader rd(bytes);
+  ModelRecord r;
+  r.status = rd.get_string();
+  fingerprint = rd.get_string();
+  r.comm_seconds = rd.get<double>();
+  r.comm_steps = rd.get<int64_t>();
+  r.steps = rd.get<int64_t>();
+  r.total_steps = rd.get<int64_t>();
+  r.tokens = rd.get<int64_t>();
+  r.wall_seconds = rd.get<double>();
+  r.tokens_per_second = rd.get<double>();
+  r.mfu = rd.get<double>();
+  r.final_validation_loss = rd.get<double>();
+  r.train = rd.get_vector<TrainPoint>();
+  r.validation = rd.get_vector<ValidationPoint>();
+  return r;
 }
 
 }  // namespace hnas::pretrain

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // /pretrain/<model> and /pretrain/summary of results.h5 (internal to pretrain/): what a
 // model's pre-training has done, written by rank 0 at every checkpoint and at the end,
-// and whether a model is complete. Rank 0 only.
+// and whether a model is complete. Rank-local (the file: rank 0 only).
 #pragma once
 
 #include <hdf5.h>
@@ -29,6 +29,15 @@ struct ModelRecord {
 /// model's group; the other groups of the file are kept.
 void write_model_record(const std::string& results_path, const ModelSpec& spec, const ModelRecord& record,
                         const std::string& fingerprint);
+
+/// The end of a model's record: status (completed unless diverged), final validation
+/// loss, mean throughput and MFU over its steps.
+void finish_record(ModelRecord& record);
+
+/// The record and its identity fingerprint as bytes (a team leader sends them to world
+/// rank 0), and back.
+std::string serialize_record(const ModelRecord& record, const std::string& fingerprint);
+ModelRecord deserialize_record(const std::string& bytes, std::string& fingerprint);
 
 /// Whether /pretrain/<name> of the open file is finished (completed or diverged) with this
 /// identity fingerprint.

@@ -31,6 +31,7 @@
 #include "hnas/train/trainer.hpp"
 #include "optimizer.hpp"
 #include "pretrain_record.hpp"
+#include "run_plan.hpp"
 #include "sharded_optimizer.hpp"
 #include "token_stream.hpp"
 
@@ -41,158 +42,6 @@ using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-std::string results_path(const PretrainJob& job) { return job.run_dir + "/results.h5"; }
-
-// ---- the models --------------------------------------------------------------------
-
-arch::ModelShape shape_of(const extrapolate::TargetShape& target) {
-  auto shape = target.shape;
-  shape.backbone = arch::Backbone::LanguageModel;
-  shape.attention_bias = false;
-  shape.head_bias = false;
-  return shape;
-}
-
-// The winner(s) and the baseline of /extrapolate, at its target's width. Rank 0.
-std::vector<ModelSpec> extrapolated_models(const PretrainJob& job) {
-  const std::string path = results_path(job);
-  std::error_code missing;
-  HNAS_CHECK(fs::exists(path, missing), ConfigError,
-             "nothing to pre-train in " << job.run_dir << " (" << path
-                                        << " does not exist); run hnas extrapolate there first, or give --arch");
-  const auto file = io::open_file_read_only(path);
-  HNAS_CHECK(H5Lexists(file.get(), "extrapolate", H5P_DEFAULT) > 0, ConfigError,
-             path << " has no /extrapolate; run hnas extrapolate --run-dir " << job.run_dir
-                  << " first, or give the architectures with --arch");
-  const auto models = io::read_table(file.get(), "/extrapolate/models");
-  const auto targets = io::read_table(file.get(), "/extrapolate/target");
-  HNAS_CHECK(targets.rows.size() == 1, InputError, path << ": /extrapolate/target must have one row");
-  std::map<std::string, io::Cell> t;
-  for (size_t c = 0; c < targets.columns.size(); ++c) t[targets.columns[c].name] = targets.rows[0][c];
-  const auto integer = [&](const char* name) { return std::get<int64_t>(t.at(name)); };
-  extrapolate::TargetShape target;
-  target.name = std::get<std::string>(t.at("name"));
-  target.blocks = integer("blocks");
-  target.shape.d_model = integer("d_model");
-  target.shape.mlp_hidden = integer("mlp_hidden");
-  target.shape.num_heads = integer("heads");
-  target.shape.num_kv_heads = integer("kv_heads");
-  target.shape.head_dim = integer("head_dim");
-  target.shape.vocab_size = integer("vocab_size");
-  target.shape.rope_theta = std::get<double>(t.at("rope_theta"));
-  target.shape.tie_embeddings = integer("tie_embeddings") != 0;
-  target.shape.norm_eps = std::get<double>(t.at("norm_eps"));
-  target.context_length = integer("context_length");
-  std::vector<ModelSpec> specs;
-  for (const auto& row : models.rows)
-    specs.push_back(
-        {std::get<std::string>(row[0]), arch::Genome::parse(std::get<std::string>(row[1])), shape_of(target)});
-  return specs;
-}
-
-std::vector<ModelSpec> explicit_models(const PretrainOptions& o) {
-  std::vector<ModelSpec> specs;
-  for (const auto& genome : o.archs) specs.push_back({genome.to_string(), genome, shape_of(o.target)});
-  return specs;
-}
-
-std::string serialize(const std::vector<ModelSpec>& specs) {
-  dist::MessageWriter w;
-  w.put<uint64_t>(specs.size());
-  for (const auto& s : specs) w.put_string(s.name).put_string(s.genome.to_string()).put(s.shape);
-  return w.bytes();
-}
-
-std::vector<ModelSpec> deserialize(const std::string& bytes) {
-  dist::MessageReader r(bytes);
-  std::vector<ModelSpec> specs(r.get<uint64_t>());
-  for (auto& s : specs) {
-    s.name = r.get_string();
-    s.genome = arch::Genome::parse(r.get_string());
-    s.shape = r.get<arch::ModelShape>();
-  }
-  return specs;
-}
-
-// ---- the run's arithmetic -----------------------------------------------------------
-
-struct Plan {
-  int64_t steps = 0;
-  int64_t accumulation = 1;  // micro-batches per rank per step
-  int64_t tokens_per_step = 0;
-  train::LrSchedule schedule;
-};
-
-// `team_size`: the ranks that train one model together.
-Plan make_plan(const PretrainOptions& o, int team_size) {
-  Plan p;
-  const int64_t per_rank = o.micro_batch * team_size;
-  HNAS_CHECK(o.global_batch % per_rank == 0, ConfigError,
-             "pretrain.global_batch = " << o.global_batch << " is not divisible by the " << team_size
-                                        << (o.team_per_model ? " ranks of a team" : " ranks")
-                                        << " x pretrain.micro_batch = " << o.micro_batch << " (" << per_rank
-                                        << "); choose a multiple of " << per_rank);
-  p.accumulation = o.global_batch / per_rank;
-  p.tokens_per_step = o.global_batch * o.seq_len;
-  p.steps = o.tokens / p.tokens_per_step;
-  HNAS_CHECK(p.steps >= 1, ConfigError,
-             "pretrain.tokens = " << o.tokens << " is smaller than one global batch (pretrain.global_batch x "
-                                  << "pretrain.seq_len = " << p.tokens_per_step << " tokens)");
-  p.schedule = o.schedule;
-  p.schedule.total_steps = p.steps;
-  p.schedule.warmup_steps = std::llround(o.warmup_fraction * static_cast<double>(p.steps));
-  return p;
-}
-
-// What a checkpoint must match to be resumed, key by key (the key named in the refusal).
-std::map<std::string, std::string> identity_of(const ModelSpec& spec, const PretrainOptions& o, const Plan& plan,
-                                               const std::string& data_fingerprint) {
-  const auto& s = spec.shape;
-  const auto& k = plan.schedule;
-  return {
-      {"model.arch", spec.genome.to_string()},
-      {"model.shape", s.describe() + log::format(" rope %.10g eps %.3g", s.rope_theta, s.norm_eps)},
-      {"pretrain.tokens", log::format("%ld steps", static_cast<long>(plan.steps))},
-      {"pretrain.global_batch", std::to_string(o.global_batch)},
-      {"pretrain.seq_len", std::to_string(o.seq_len)},
-      {"pretrain.schedule",
-       log::format("%s peak %.10g min %.10g warmup %ld decay %.10g shape %d", train::schedule_name(k.kind), k.peak_lr,
-                   k.min_lr, static_cast<long>(k.warmup_steps), k.decay_fraction, static_cast<int>(k.decay_shape))},
-      {"pretrain.optimizer", log::format("wd %.10g betas %.10g %.10g eps %.3g clip %.10g", o.weight_decay, o.beta1,
-                                         o.beta2, o.adam_eps, o.grad_clip)},
-      {"pretrain.seed", std::to_string(o.seed)},
-      {"data", data_fingerprint},
-  };
-}
-
-std::string fingerprint_of(const std::map<std::string, std::string>& identity) {
-  std::string text;
-  for (const auto& [key, value] : identity) text += key + "=" + value + "\n";
-  return hex_fingerprint(text);
-}
-
-void check_identity(const Checkpoint& c, const std::map<std::string, std::string>& identity, const std::string& where) {
-  // The keys a user sets come before the ones derived from them (the warm-up from tokens).
-  std::vector<std::pair<std::string, std::string>> ordered;
-  for (const char* key : {"model.arch", "model.shape", "pretrain.tokens", "pretrain.global_batch", "pretrain.seq_len",
-                          "data", "pretrain.seed"})
-    if (identity.count(key)) ordered.emplace_back(key, identity.at(key));
-  for (const auto& entry : identity)
-    if (std::find_if(ordered.begin(), ordered.end(), [&](const auto& e) { return e.first == entry.first; }) ==
-        ordered.end())
-      ordered.push_back(entry);
-  for (const auto& [key, value] : ordered) {
-    const auto it = c.identity.find(key);
-    const std::string recorded = it == c.identity.end() ? "(none)" : it->second;
-    if (recorded == value) continue;
-    const std::string what = key == "data"
-                                 ? "the training data (" + data::describe_fingerprint_change(recorded, value) + ")"
-                                 : key + " (checkpoint: " + recorded + ", this run: " + value + ")";
-    throw ConfigError(where + " was written with another " + what +
-                      "; rerun with the same configuration to resume, or use a new --run-dir");
-  }
-}
 
 // Rank 0's copy of `t` into every rank's (through host memory for device tensors).
 void broadcast_tensor(const dist::Communicator& world, torch::Tensor t) {
@@ -274,21 +123,78 @@ double validation_loss(model::HybridModel& model, const Shared& s) {
   return acc.loss();
 }
 
-// The end of a model's record: status, final validation loss, mean throughput and MFU.
-void finish_record(ModelRecord& record) {
-  if (!record.validation.empty()) record.final_validation_loss = record.validation.back().loss;
-  if (record.status == "running") record.status = "completed";
-  double mean_tps = 0, mean_mfu = 0;
-  for (const auto& p : record.train) {
-    mean_tps += p.tokens_per_second;
-    mean_mfu += p.mfu;
+// Where training continues: rank 0's newest valid checkpoint of the model, which every
+// rank of `world` then takes tensor by tensor (a sharded optimizer keeps its part of the
+// moments); nothing restored when there is none. Collective over world. Throws
+// CollectiveError for a checkpoint of another model, schedule or data, or another
+// architecture's tensors.
+struct Restored {
+  bool resumed = false;
+  int64_t step = 0, tokens = 0, world_size = 1;
+  double wall_seconds = 0;
+  std::vector<TrainPoint> train;  // the series so far (rank 0)
+  std::vector<ValidationPoint> validation;
+};
+
+Restored restore_latest(const dist::Communicator& world, ModelOptimizer& optimizer, const std::string& checkpoint_dir,
+                        const std::map<std::string, std::string>& identity) {
+  Checkpoint state;
+  std::vector<const NamedTensor*> saved_weights, saved_m1, saved_m2;  // rank 0, in optimizer order
+  int64_t resumed = 0;
+  dist::agree_on_errors(world, [&] {
+    if (world.rank() != 0) return;
+    auto c = load_latest_checkpoint(checkpoint_dir);
+    if (!c) return;
+    check_identity(*c, identity, "the checkpoint of step " + std::to_string(c->step) + " in " + checkpoint_dir);
+    state = std::move(*c);
+    std::map<std::string, const NamedTensor*> weights, m1, m2;
+    for (const auto& t : state.weights) weights[t.name] = &t;
+    for (const auto& t : state.exp_avg) m1[t.name] = &t;
+    for (const auto& t : state.exp_avg_sq) m2[t.name] = &t;
+    const auto& names = optimizer.names();
+    for (size_t i = 0; i < names.size(); ++i) {
+      const auto w = weights.find(names[i]);
+      HNAS_CHECK(w != weights.end() && m1.count(names[i]) && m2.count(names[i]), InputError,
+                 checkpoint_dir << ": the checkpoint has no tensor " << names[i] << " (another architecture)");
+      const auto& p = optimizer.parameters()[i];
+      HNAS_CHECK(w->second->tensor.sizes() == p.sizes(), InputError,
+                 checkpoint_dir << ": tensor " << names[i] << " has shape " << w->second->tensor.sizes()
+                                << ", the model's is " << p.sizes() << " (another architecture)");
+      saved_weights.push_back(w->second);
+      saved_m1.push_back(m1[names[i]]);
+      saved_m2.push_back(m2[names[i]]);
+    }
+    resumed = 1;
+  });
+  world.broadcast(&resumed, sizeof resumed, 0);
+  Restored r;
+  r.resumed = resumed != 0;
+  if (!r.resumed) return r;
+  int64_t position[3] = {state.step, state.tokens, state.world_size};
+  world.broadcast(position, sizeof position, 0);
+  r.step = position[0];
+  r.tokens = position[1];
+  r.world_size = position[2];
+  r.wall_seconds = state.wall_seconds;
+  world.broadcast(&r.wall_seconds, sizeof r.wall_seconds, 0);
+  torch::NoGradGuard no_grad;
+  const auto host = [&](const std::vector<const NamedTensor*>& saved, size_t i) {
+    const auto& p = optimizer.parameters()[i];
+    auto t = world.rank() == 0 ? saved[i]->tensor.to(torch::kFloat32).contiguous()
+                               : torch::empty(p.sizes(), torch::kFloat32);
+    broadcast_tensor(world, t);
+    return t;
+  };
+  for (size_t i = 0; i < optimizer.parameters().size(); ++i) {
+    optimizer.parameters()[i].copy_(host(saved_weights, i));
+    const auto m1 = host(saved_m1, i), m2 = host(saved_m2, i);
+    int64_t steps = world.rank() == 0 ? saved_m1[i]->steps : 0;
+    world.broadcast(&steps, sizeof steps, 0);
+    optimizer.load_moments(i, m1, m2, steps);
   }
-  if (!record.train.empty()) {
-    mean_tps /= static_cast<double>(record.train.size());
-    mean_mfu /= static_cast<double>(record.train.size());
-  }
-  record.tokens_per_second = mean_tps;
-  record.mfu = mean_mfu;
+  r.train = std::move(state.train);
+  r.validation = std::move(state.validation);
+  return r;
 }
 
 // Trains (or resumes) one model; returns 0 when it is done, kExitResumable after a stop.
@@ -322,72 +228,25 @@ int train_one(const ModelSpec& spec, const Shared& s) {
     optimizer = std::make_unique<ReplicatedOptimizer>(named, o, world.rank());
   }
 
-  // Rank 0 restores the newest valid checkpoint; every rank then takes rank 0's state,
-  // tensor by tensor (a sharded optimizer keeps its part of the moments).
+  const Restored restored = restore_latest(world, *optimizer, checkpoint_dir, identity);
   ModelRecord record;
   record.total_steps = plan.steps;
-  Checkpoint state;
-  std::vector<const NamedTensor*> saved_weights, saved_m1, saved_m2;  // rank 0, in optimizer order
-  int64_t resumed = 0;
-  dist::agree_on_errors(world, [&] {
-    if (world.rank() != 0) return;
-    auto c = load_latest_checkpoint(checkpoint_dir);
-    if (!c) return;
-    check_identity(*c, identity, "the checkpoint of step " + std::to_string(c->step) + " in " + checkpoint_dir);
-    state = std::move(*c);
-    std::map<std::string, const NamedTensor*> weights, m1, m2;
-    for (const auto& t : state.weights) weights[t.name] = &t;
-    for (const auto& t : state.exp_avg) m1[t.name] = &t;
-    for (const auto& t : state.exp_avg_sq) m2[t.name] = &t;
-    const auto& names = optimizer->names();
-    for (size_t i = 0; i < names.size(); ++i) {
-      const auto w = weights.find(names[i]);
-      HNAS_CHECK(w != weights.end() && m1.count(names[i]) && m2.count(names[i]), InputError,
-                 checkpoint_dir << ": the checkpoint has no tensor " << names[i] << " (another architecture)");
-      const auto& p = optimizer->parameters()[i];
-      HNAS_CHECK(w->second->tensor.sizes() == p.sizes(), InputError,
-                 checkpoint_dir << ": tensor " << names[i] << " has shape " << w->second->tensor.sizes()
-                                << ", the model's is " << p.sizes() << " (another architecture)");
-      saved_weights.push_back(w->second);
-      saved_m1.push_back(m1[names[i]]);
-      saved_m2.push_back(m2[names[i]]);
-    }
-    resumed = 1;
-  });
-  world.broadcast(&resumed, sizeof resumed, 0);
-  int64_t position[3] = {state.step, state.tokens, state.world_size};
-  world.broadcast(position, sizeof position, 0);
-  double wall_before = state.wall_seconds;
-  world.broadcast(&wall_before, sizeof wall_before, 0);
+  record.train = restored.train;
+  record.validation = restored.validation;
+  const double wall_before = restored.wall_seconds;
+  const bool resumed = restored.resumed;
   if (resumed) {
-    torch::NoGradGuard no_grad;
-    const auto host = [&](const std::vector<const NamedTensor*>& saved, size_t i) {
-      const auto& p = optimizer->parameters()[i];
-      auto t = world.rank() == 0 ? saved[i]->tensor.to(torch::kFloat32).contiguous()
-                                 : torch::empty(p.sizes(), torch::kFloat32);
-      broadcast_tensor(world, t);
-      return t;
-    };
-    for (size_t i = 0; i < optimizer->parameters().size(); ++i) {
-      optimizer->parameters()[i].copy_(host(saved_weights, i));
-      const auto m1 = host(saved_m1, i), m2 = host(saved_m2, i);
-      int64_t steps = world.rank() == 0 ? saved_m1[i]->steps : 0;
-      world.broadcast(&steps, sizeof steps, 0);
-      optimizer->load_moments(i, m1, m2, steps);
-    }
-    record.train = state.train;
-    record.validation = state.validation;
     log::info(log::format("pretrain %s: resuming at step %ld/%ld (%ld tokens) from %s", spec.name.c_str(),
-                          static_cast<long>(position[0]), static_cast<long>(plan.steps), static_cast<long>(position[1]),
-                          checkpoint_dir.c_str()));
-    if (position[2] != world.size())
+                          static_cast<long>(restored.step), static_cast<long>(plan.steps),
+                          static_cast<long>(restored.tokens), checkpoint_dir.c_str()));
+    if (restored.world_size != world.size())
       log::info(
           log::format("pretrain %s: the checkpoint was written by %ld ranks, this job has %d: the data cursor "
                       "is global, so training continues on the same windows",
-                      spec.name.c_str(), static_cast<long>(position[2]), world.size()));
+                      spec.name.c_str(), static_cast<long>(restored.world_size), world.size()));
   }
-  int64_t step = position[0];
-  int64_t tokens = position[1];
+  int64_t step = restored.step;
+  int64_t tokens = restored.tokens;
   if (step >= plan.steps) {  // finished: only its record was missing (a kill after the last checkpoint)
     record.steps = step;
     record.tokens = tokens;
@@ -584,16 +443,6 @@ data::SamplerOptions sampler_options(const PretrainOptions& o) {
   return s;
 }
 
-// The ranks per model: the world, or its share when every model has its own team.
-int team_size_of(const PretrainOptions& o, const dist::Communicator& world, size_t models) {
-  if (!o.team_per_model) return world.size();
-  HNAS_CHECK(models > 0 && world.size() % static_cast<int>(models) == 0, ConfigError,
-             "pretrain.team_per_model = true needs a number of ranks divisible by the " << models
-                                                                                          << " models; this job has "
-                                                                                          << world.size());
-  return world.size() / static_cast<int>(models);
-}
-
 Inputs read_inputs(const PretrainOptions& o, const PretrainJob& job) {
   Inputs in;
   std::string bytes;
@@ -602,7 +451,7 @@ Inputs read_inputs(const PretrainOptions& o, const PretrainJob& job) {
     if (job.world->rank() == 0) bytes = serialize(o.archs.empty() ? extrapolated_models(job) : explicit_models(o));
   });
   job.world->broadcast_string(bytes, 0);
-  in.specs = deserialize(bytes);
+  in.specs = deserialize_specs(bytes);
   dist::agree_on_errors(*job.world, [&] {
     in.plan = make_plan(o, team_size_of(o, *job.world, in.specs.size()));
     in.data_fingerprint = data::fingerprint_shards(data::all_shard_specs(o.train_paths, o.valid_paths));
@@ -627,33 +476,6 @@ std::vector<int64_t> completed_models(const PretrainOptions& o, const PretrainJo
 }
 
 constexpr int kTagModelRecord = 201;
-
-std::string serialize(const ModelRecord& r, const std::string& fingerprint) {
-  dist::MessageWriter w;
-  w.put_string(r.status).put_string(fingerprint).put(r.comm_seconds).put(r.comm_steps).put(r.steps);
-  w.put(r.total_steps).put(r.tokens).put(r.wall_seconds).put(r.tokens_per_second).put(r.mfu);
-  w.put(r.final_validation_loss).put_vector(r.train).put_vector(r.validation);
-  return w.bytes();
-}
-
-ModelRecord deserialize_record(const std::string& bytes, std::string& fingerprint) {
-  dist::MessageReader rd(bytes);
-  ModelRecord r;
-  r.status = rd.get_string();
-  fingerprint = rd.get_string();
-  r.comm_seconds = rd.get<double>();
-  r.comm_steps = rd.get<int64_t>();
-  r.steps = rd.get<int64_t>();
-  r.total_steps = rd.get<int64_t>();
-  r.tokens = rd.get<int64_t>();
-  r.wall_seconds = rd.get<double>();
-  r.tokens_per_second = rd.get<double>();
-  r.mfu = rd.get<double>();
-  r.final_validation_loss = rd.get<double>();
-  r.train = rd.get_vector<TrainPoint>();
-  r.validation = rd.get_vector<ValidationPoint>();
-  return r;
-}
 
 }  // namespace
 
@@ -736,7 +558,7 @@ int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
     if (world.rank() == 0)
       write_model_record(results_path(job), spec, r, fingerprint);
     else
-      kept_records[current] = serialize(r, fingerprint);
+      kept_records[current] = serialize_record(r, fingerprint);
   };
   const Shared shared{o,    job,    team,          *dataset, validation->split(), *validation, in.plan,
                       in.data_fingerprint, device, reducer.get(), peak, record};

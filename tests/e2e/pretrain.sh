@@ -69,6 +69,19 @@ run() {
   echo "== $name: exit $status"
 }
 expect() { if [ "$status" -ne "$1" ]; then fail "expected exit $1, got $status"; fi; }
+# stop_two DIR PATTERN [ARGS...]: pre-trains at two ranks in $work/DIR and sends SIGUSR1
+# (mpirun forwards it; a SIGTERM it answers by killing the ranks soon after) once the log
+# shows PATTERN; the job must exit 75.
+stop_two() {
+  local dir="$1" pattern="$2"; shift 2
+  "$mpiexec" -n 2 --oversubscribe --allow-run-as-root "$hnas" pretrain "${args[@]}" "$@" --run-dir "$work/$dir" \
+    >"$work/$dir.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 600); do grep -q "$pattern" "$work/$dir.log" 2>/dev/null && break; sleep 0.02; done
+  kill -USR1 "$pid"
+  status=0; wait "$pid" || status=$?
+  expect 75
+}
 expect_log() { grep -qF -- "$2" "$work/$1.log" || fail "$1 output lacks: $2"; }
 
 # Uninterrupted references: one rank, and two ranks at the same global batch.
@@ -189,21 +202,14 @@ expect_log kill-resume "pretrain AAMM: complete"
 check same "$work/long" "$work/kill" AAMM 0
 check same "$work/long" "$work/kill" AMAM 0
 
-# One team per model, stopped by SIGUSR1 (mpirun forwards it; a SIGTERM it answers by
-# killing the ranks soon after) while both train, resumed: each team checkpoints
+# One team per model, stopped by SIGUSR1 while both train, resumed: each team checkpoints
 # its own model and the curves are the uninterrupted one-rank curves bit for bit. Each
 # team trains alone at one rank, fast: these runs are four times as long (640 steps).
 saved_args=("${args[@]}")
 set_args --pretrain.checkpoint_every=5 --pretrain.tokens=163840
 run long4 one "$work/long4"
 expect 0
-"$mpiexec" -n 2 --oversubscribe --allow-run-as-root "$hnas" pretrain "${args[@]}" --pretrain.team_per_model=true \
-  --run-dir "$work/teams-term" >"$work/teams-term.log" 2>&1 &
-pid=$!
-for _ in $(seq 600); do grep -q "AAMM step 20/640" "$work/teams-term.log" 2>/dev/null && break; sleep 0.02; done
-kill -USR1 "$pid"
-status=0; wait "$pid" || status=$?
-expect 75
+stop_two teams-term "AAMM step 20/640" --pretrain.team_per_model=true
 run teams-resume two "$work/teams-term" --pretrain.team_per_model=true
 expect 0
 expect_log teams-resume "pretrain AAMM: resuming at step"
@@ -216,13 +222,7 @@ args=("${saved_args[@]}")
 # on the one-rank curve within the spread that the order of the gradient sums alone
 # causes in this small, high-learning-rate run (measured: an uninterrupted two-rank run
 # ends 2.4% from the one-rank run's validation loss): 5% on the validation losses.
-"$mpiexec" -n 2 --oversubscribe --allow-run-as-root "$hnas" pretrain "${args[@]}" --run-dir "$work/world" \
-  >"$work/world.log" 2>&1 &
-pid=$!
-for _ in $(seq 600); do grep -q "AAMM step 20/160" "$work/world.log" 2>/dev/null && break; sleep 0.02; done
-kill -USR1 "$pid"
-status=0; wait "$pid" || status=$?
-expect 75
+stop_two world "AAMM step 20/160"
 run world-resume one "$work/world"
 expect 0
 expect_log world-resume "the checkpoint was written by 2 ranks, this job has 1"
@@ -234,15 +234,8 @@ check close "$work/long" "$work/world" AAMM 0.05
 zero=(--pretrain.shard_optimizer=true)
 "$mpiexec" -n 2 --oversubscribe --allow-run-as-root "$hnas" pretrain "${args[@]}" "${zero[@]}" \
   --run-dir "$work/long-zero" >"$work/long-zero.log" 2>&1 || fail "the sharded reference run failed"
-for dir in zero-term zero-world; do
-  "$mpiexec" -n 2 --oversubscribe --allow-run-as-root "$hnas" pretrain "${args[@]}" "${zero[@]}" \
-    --run-dir "$work/$dir" >"$work/$dir.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 600); do grep -q "AAMM step 20/160" "$work/$dir.log" 2>/dev/null && break; sleep 0.02; done
-  kill -USR1 "$pid"
-  status=0; wait "$pid" || status=$?
-  expect 75
-done
+stop_two zero-term "AAMM step 20/160" "${zero[@]}"
+stop_two zero-world "AAMM step 20/160" "${zero[@]}"
 run zero-term-resume two "$work/zero-term" "${zero[@]}"
 expect 0
 expect_log zero-term-resume "pretrain AAMM: resuming at step"

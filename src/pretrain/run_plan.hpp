@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+// What a pre-training job trains and by which arithmetic (internal to pretrain/): the
+// models (from /extrapolate, or the explicit architectures at the [extrapolate] target),
+// the plan (steps, accumulation, schedule) and the identity a checkpoint must match to be
+// resumed. Rank-local unless said otherwise.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "hnas/dist/communicator.hpp"
+#include "hnas/pretrain/checkpoint.hpp"
+#include "hnas/pretrain/pretrain.hpp"
+
+namespace hnas::pretrain {
+
+inline std::string results_path(const PretrainJob& job) { return job.run_dir + "/results.h5"; }
+
+/// The winner(s) and the baseline of /extrapolate in the run directory's results.h5, at
+/// its target's width. Rank 0. Throws ConfigError when there is no /extrapolate.
+std::vector<ModelSpec> extrapolated_models(const PretrainJob& job);
+/// The explicit architectures (--arch) at the [extrapolate] target.
+std::vector<ModelSpec> explicit_models(const PretrainOptions& o);
+/// The models as bytes for a broadcast, and back.
+std::string serialize(const std::vector<ModelSpec>& specs);
+std::vector<ModelSpec> deserialize_specs(const std::string& bytes);
+
+struct Plan {
+  int64_t steps = 0;
+  int64_t accumulation = 1;  // micro-batches per rank per step
+  int64_t tokens_per_step = 0;
+  train::LrSchedule schedule;
+};
+
+/// The plan at `team_size` ranks per model. Throws ConfigError naming the key for a global
+/// batch not divisible by the ranks x micro-batch, or a budget below one global batch.
+Plan make_plan(const PretrainOptions& o, int team_size);
+/// The ranks per model: the world, or its share with pretrain.team_per_model. Throws
+/// ConfigError when the world does not divide into one team per model.
+int team_size_of(const PretrainOptions& o, const dist::Communicator& world, size_t models);
+
+/// What a checkpoint must match to be resumed, key by key (the key is named in the refusal).
+std::map<std::string, std::string> identity_of(const ModelSpec& spec, const PretrainOptions& o, const Plan& plan,
+                                               const std::string& data_fingerprint);
+std::string fingerprint_of(const std::map<std::string, std::string>& identity);
+/// Throws ConfigError naming the first key of `identity` that `c` was written with
+/// another value of; `where` names the checkpoint.
+void check_identity(const Checkpoint& c, const std::map<std::string, std::string>& identity, const std::string& where);
+
+}  // namespace hnas::pretrain
