@@ -222,7 +222,8 @@ template void throw_with_error_stack<IoError>(const std::string&);
 template void throw_with_error_stack<InputError>(const std::string&);
 
 void disable_hdf5_error_printing() {
-  static const bool disabled = [] {
+  // Per thread: a thread-safe HDF5 keeps one error stack (and its printing) per thread.
+  thread_local const bool disabled = [] {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();

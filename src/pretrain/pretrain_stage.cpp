@@ -9,6 +9,7 @@
 #include <map>
 #include <sstream>
 
+#include "checkpoint_writer.hpp"
 #include "gradient_buckets.hpp"
 #include "hnas/core/check.hpp"
 #include "hnas/core/error.hpp"
@@ -295,7 +296,12 @@ int train_one(const ModelSpec& spec, const Shared& s) {
   auto last_checkpoint = Clock::now();
   std::vector<int64_t> inputs, targets;
   double ema_step_seconds = 0;
-  const auto write_state = [&](int64_t steps_done) {
+  // A snapshot of the state, written in the background (synchronous: waited for, as at a
+  // stop and at the end, before the record says how far the model got).
+  CheckpointWriter writer(checkpoint_dir, o.keep_checkpoints, "pretrain " + spec.name);
+  if (!writer.background())
+    log::info("pretrain " + spec.name + ": this HDF5 is not thread-safe; checkpoints are written while training waits");
+  const auto write_state = [&](int64_t steps_done, bool synchronous) {
     Checkpoint c;
     optimizer->collect_moments(c.exp_avg, c.exp_avg_sq);  // collective when sharded
     if (world.rank() != 0) return;
@@ -311,18 +317,11 @@ int train_one(const ModelSpec& spec, const Shared& s) {
       c.weights.push_back({optimizer->names()[i], optimizer->parameters()[i].detach().to(torch::kCPU).clone(), 0});
     c.train = record.train;
     c.validation = record.validation;
-    const auto write_start = Clock::now();
-    write_checkpoint(checkpoint_dir, c, o.keep_checkpoints);
-    const double write_seconds = seconds_since(write_start);
-    int64_t bytes = 0;
-    for (const auto* list : {&c.weights, &c.exp_avg, &c.exp_avg_sq})
-      for (const auto& t : *list) bytes += t.tensor.numel() * static_cast<int64_t>(t.tensor.element_size());
-    log::info(log::format("pretrain %s: checkpoint of step %ld written: %.1f MB in %.3f s (%.0f MB/s)",
-                          spec.name.c_str(), static_cast<long>(steps_done), bytes / 1e6, write_seconds,
-                          bytes / 1e6 / std::max(write_seconds, 1e-9)));
     record.steps = steps_done;
     record.tokens = tokens;
     record.wall_seconds = c.wall_seconds;
+    writer.start(std::move(c));
+    if (synchronous) writer.wait();
     s.record(spec, record, fingerprint);
   };
 
@@ -331,7 +330,7 @@ int train_one(const ModelSpec& spec, const Shared& s) {
     int64_t stop = stop_requested() ? 1 : 0;
     if (world.size() > 1) stop = world.all_reduce_max(stop);
     if (stop) {
-      dist::agree_on_errors(world, [&] { write_state(step); });
+      dist::agree_on_errors(world, [&] { write_state(step, true); });
       log::info(log::format("pretrain %s: stopped at step %ld/%ld; checkpoint written. Rerun to resume (exit code 75).",
                             spec.name.c_str(), static_cast<long>(step), static_cast<long>(plan.steps)));
       return kExitResumable;
@@ -407,13 +406,13 @@ int train_one(const ModelSpec& spec, const Shared& s) {
                   (o.checkpoint_minutes > 0 && seconds_since(last_checkpoint) >= 60 * o.checkpoint_minutes);
     if (world.size() > 1) world.broadcast(&due, sizeof due, 0);  // rank 0's clock decides
     if (due && !last) {
-      dist::agree_on_errors(world, [&] { write_state(step); });
+      dist::agree_on_errors(world, [&] { write_state(step, false); });
       last_checkpoint = Clock::now();
     }
   }
   // Done (or diverged): the final checkpoint and the record.
   finish_record(record);
-  dist::agree_on_errors(world, [&] { write_state(step); });
+  dist::agree_on_errors(world, [&] { write_state(step, true); });
   log::info(log::format("pretrain %s: %s after %ld steps, %ld tokens; validation loss %.4f; %.0f tok/s, MFU %.1f%%",
                         spec.name.c_str(), record.status.c_str(), static_cast<long>(step), static_cast<long>(tokens),
                         record.final_validation_loss, record.tokens_per_second, 100 * record.mfu));
