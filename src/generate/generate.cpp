@@ -48,7 +48,8 @@ model::HybridModel load_model(const std::string& path, const torch::Device& devi
   model::HybridModelOptions o;
   o.genome = arch::Genome::parse(c.arch);
   o.shape = c.shape;
-  o.kernels = model::Kernels::Reference;
+  // The fused CPU kernels (RMSNorm, SwiGLU): fewer operators per decoded token (measured 3-17% faster, paired).
+  o.kernels = device.is_cpu() ? model::Kernels::Fused : model::Kernels::Reference;
   model::HybridModel model(o);
   std::map<std::string, const pretrain::NamedTensor*> weights;
   for (const auto& w : c.weights) weights[w.name] = &w;
