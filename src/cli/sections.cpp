@@ -470,9 +470,9 @@ void declare_pretrain(OptionTable& t, Settings& s) {
             kMayChange);
   t.integer("pretrain.seed", &p.seed, Range::at_least(0), "initialisation and data-order seed");
   t.real("pretrain.peak_tflops", &p.peak_tflops, Range::at_least(0),
-         "peak TFLOP/s of one rank's device for MFU (0: measured at start-up)", kMayChange);
-  t.flag("pretrain.overlap", &p.overlap,
-         "reduce gradient buckets during the backward pass (false: after it)", kMayChange);
+         "peak TFLOP/s of one rank's device for MFU (0: a known GPU's from a table, else measured)", kMayChange);
+  t.flag("pretrain.overlap", &p.overlap, "reduce gradient buckets during the backward pass (false: after it)",
+         kMayChange);
   t.real("pretrain.bucket_mb", &p.bucket_mb, Range::above(0), "bucket size of the overlapped reduction (MB)",
          kMayChange);
   t.flag("pretrain.shard_optimizer", &p.shard_optimizer,

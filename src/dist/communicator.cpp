@@ -357,8 +357,7 @@ PendingCollective Communicator::start_all_gather(float* values, size_t shard_cou
   HNAS_ASSERT(shard_count * static_cast<size_t>(size_) <= kMaxCount,
               "start_all_gather of " << shard_count << " floats per rank: split it into buckets");
   MPI_Request request;
-  MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, values, static_cast<int>(shard_count), MPI_FLOAT, comm_,
-                 &request);
+  MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, values, static_cast<int>(shard_count), MPI_FLOAT, comm_, &request);
   return PendingCollective(request, comm_, "in a parameter bucket's all-gather");
 }
 

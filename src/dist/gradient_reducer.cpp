@@ -60,8 +60,8 @@ void check_cpu_float(const at::Tensor& t) {
 }
 
 size_t part_of(const at::Tensor& flat, int team_size) {
-  HNAS_ASSERT(flat.numel() % team_size == 0, "a bucket of " << flat.numel() << " elements does not split into "
-                                                            << team_size << " equal parts");
+  HNAS_ASSERT(flat.numel() % team_size == 0,
+              "a bucket of " << flat.numel() << " elements does not split into " << team_size << " equal parts");
   return static_cast<size_t>(flat.numel() / team_size);
 }
 

@@ -106,8 +106,7 @@ void write_tensors(hid_t file, const std::string& path, const std::vector<NamedT
     io::write_int_attribute(dataset, "steps", tensors[i].steps);
   }
   summing.join();
-  for (size_t i = 0; i < datasets.size(); ++i)
-    io::write_string_attribute(datasets[i].get(), "fnv1a64", checksums[i]);
+  for (size_t i = 0; i < datasets.size(); ++i) io::write_string_attribute(datasets[i].get(), "fnv1a64", checksums[i]);
 }
 
 // Whether every link of the absolute `path` exists (H5Lexists fails on a missing parent).

@@ -156,8 +156,7 @@ class ModelOptimizer {
   virtual const std::vector<torch::Tensor>& parameters() const = 0;
   /// The whole moments and step count of parameter i (CPU tensors shaped like it), as a
   /// checkpoint holds them; each rank keeps what it owns. Rank-local.
-  virtual void load_moments(size_t i, const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq,
-                            int64_t steps) = 0;
+  virtual void load_moments(size_t i, const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq, int64_t steps) = 0;
   /// Every parameter's whole moments, on rank 0 as CPU tensors (empty elsewhere), for a
   /// checkpoint. Collective for the sharded one.
   virtual void collect_moments(std::vector<NamedTensor>& exp_avg, std::vector<NamedTensor>& exp_avg_sq) = 0;

@@ -283,10 +283,11 @@ int train_one(const ModelSpec& spec, const Shared& s) {
   }
   GradientBuckets* buckets = sharded ? &sharded->buckets() : summed_buckets.get();
   if (sharded)
-    log::info(log::format("pretrain %s: optimizer state sharded over %d ranks (ZeRO-1): this rank holds %.1f%% of it; "
-                          "gradients reduce-scattered in %zu buckets %s the backward pass",
-                          spec.name.c_str(), world.size(), 100 * sharded->state_fraction(),
-                          sharded->buckets().num_buckets(), o.overlap ? "during" : "after"));
+    log::info(
+        log::format("pretrain %s: optimizer state sharded over %d ranks (ZeRO-1): this rank holds %.1f%% of it; "
+                    "gradients reduce-scattered in %zu buckets %s the backward pass",
+                    spec.name.c_str(), world.size(), 100 * sharded->state_fraction(), sharded->buckets().num_buckets(),
+                    o.overlap ? "during" : "after"));
   else if (summed_buckets)
     log::info(log::format("pretrain %s: gradients summed in buckets during the backward pass (%zu buckets)",
                           spec.name.c_str(), summed_buckets->num_buckets()));
@@ -544,10 +545,11 @@ int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
     reducer = dist::make_mpi_reducer(team);
   std::string peak_source;
   const double peak = peak_flops_per_rank(o, device, peak_source);
-  log::info(log::format("pretrain: MFU against %.4g TFLOP/s per rank (%s); training FLOPs per token = 3 x the "
-                        "forward's (arch::forward_flops_per_token: matrix products, and attention's scores and "
-                        "values over the causal half of the context)",
-                        peak / 1e12, peak_source.c_str()));
+  log::info(
+      log::format("pretrain: MFU against %.4g TFLOP/s per rank (%s); training FLOPs per token = 3 x the "
+                  "forward's (arch::forward_flops_per_token: matrix products, and attention's scores and "
+                  "values over the causal half of the context)",
+                  peak / 1e12, peak_source.c_str()));
 
   // Records reach results.h5 from world rank 0 only: its own as they come, the other
   // teams' when every team has stopped.
@@ -559,8 +561,9 @@ int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
     else
       kept_records[current] = serialize_record(r, fingerprint);
   };
-  const Shared shared{o,    job,    team,          *dataset, validation->split(), *validation, in.plan,
-                      in.data_fingerprint, device, reducer.get(), peak, record};
+  const Shared shared{
+      o,      job,           team, *dataset, validation->split(), *validation, in.plan, in.data_fingerprint,
+      device, reducer.get(), peak, record};
   const auto done = completed_models(o, job, in);
   int code = kExitOk;
   std::exception_ptr failure;

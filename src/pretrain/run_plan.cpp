@@ -89,7 +89,6 @@ std::vector<ModelSpec> deserialize_specs(const std::string& bytes) {
   return specs;
 }
 
-
 // `team_size`: the ranks that train one model together.
 Plan make_plan(const PretrainOptions& o, int team_size) {
   Plan p;
@@ -164,9 +163,8 @@ void check_identity(const Checkpoint& c, const std::map<std::string, std::string
 int team_size_of(const PretrainOptions& o, const dist::Communicator& world, size_t models) {
   if (!o.team_per_model) return world.size();
   HNAS_CHECK(models > 0 && world.size() % static_cast<int>(models) == 0, ConfigError,
-             "pretrain.team_per_model = true needs a number of ranks divisible by the " << models
-                                                                                          << " models; this job has "
-                                                                                          << world.size());
+             "pretrain.team_per_model = true needs a number of ranks divisible by the "
+                 << models << " models; this job has " << world.size());
   return world.size() / static_cast<int>(models);
 }
 

@@ -119,14 +119,17 @@ void ShardedOptimizer::collect_moments(std::vector<NamedTensor>& exp_avg, std::v
       whole_m1[b] = torch::empty({part * team_.size()}, torch::kFloat32);
       whole_m2[b] = torch::empty({part * team_.size()}, torch::kFloat32);
     }
-    team_.gather(m1.data_ptr<float>(), static_cast<size_t>(part), team_.rank() == 0 ? whole_m1[b].data_ptr<float>() : nullptr, 0);
-    team_.gather(m2.data_ptr<float>(), static_cast<size_t>(part), team_.rank() == 0 ? whole_m2[b].data_ptr<float>() : nullptr, 0);
+    team_.gather(m1.data_ptr<float>(), static_cast<size_t>(part),
+                 team_.rank() == 0 ? whole_m1[b].data_ptr<float>() : nullptr, 0);
+    team_.gather(m2.data_ptr<float>(), static_cast<size_t>(part),
+                 team_.rank() == 0 ? whole_m2[b].data_ptr<float>() : nullptr, 0);
   }
   if (team_.rank() != 0) return;
   for (size_t k = 0; k < parameters_.size(); ++k) {
     const auto& at = where(k);
     const auto& p = parameters_[k];
-    exp_avg.push_back({names_[k], whole_m1[at.bucket].narrow(0, at.offset, p.numel()).view(p.sizes()).clone(), steps_[k]});
+    exp_avg.push_back(
+        {names_[k], whole_m1[at.bucket].narrow(0, at.offset, p.numel()).view(p.sizes()).clone(), steps_[k]});
     exp_avg_sq.push_back(
         {names_[k], whole_m2[at.bucket].narrow(0, at.offset, p.numel()).view(p.sizes()).clone(), steps_[k]});
   }

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // `hnas pretrain`: the scaled pre-training of the extrapolated winner(s) and the baseline
 // on the same token data and budget, each model data-parallel: one after the other over
-// every rank of the job, or side by side, one team of ranks per model. Every model checkpoints under DIR/checkpoints/<model>/ and
-// resumes exactly; its curves and summary go to /pretrain/<model> of results.h5.
+// every rank of the job, or side by side, one team of ranks per model. Every model
+// checkpoints under DIR/checkpoints/<model>/ and resumes exactly; its curves and summary
+// go to /pretrain/<model> of results.h5.
 #pragma once
 
 #include <functional>
