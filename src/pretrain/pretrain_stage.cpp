@@ -427,12 +427,6 @@ struct Inputs {
   std::string data_fingerprint;
 };
 
-std::vector<std::string> shard_specs(const PretrainOptions& o) {
-  auto specs = o.train_paths;
-  specs.insert(specs.end(), o.valid_paths.begin(), o.valid_paths.end());
-  return specs;
-}
-
 data::SamplerOptions sampler_options(const PretrainOptions& o) {
   data::SamplerOptions s;
   s.seq_len = o.seq_len;
@@ -511,7 +505,7 @@ int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
     for (const auto& spec : in.specs) spec.shape.validate();
     int64_t vocab = 0;
     for (const auto& spec : in.specs) vocab = std::max(vocab, spec.shape.vocab_size);
-    dataset = std::make_unique<data::TokenDataset>(shard_specs(o), vocab);
+    dataset = std::make_unique<data::TokenDataset>(data::all_shard_specs(o.train_paths, o.valid_paths), vocab);
     validation = std::make_unique<data::WindowSampler>(*dataset, sampler_options(o));
     TokenStream(*dataset, validation->split(), o.seq_len, o.seed);  // enough training windows
     if (world.rank() == 0 && job.hold_run_directory && !job.dry_run) job.hold_run_directory();

@@ -5,6 +5,7 @@
 
 #include "hnas/core/check.hpp"
 #include "hnas/core/rng.hpp"
+#include "hnas/data/shard_inputs.hpp"
 #include "hnas/data/token_dataset.hpp"
 #include "hnas/dist/gradient_reducer.hpp"
 #include "hnas/train/metrics.hpp"
@@ -53,9 +54,7 @@ TokenEvaluation evaluate_tokens(const arch::Genome& genome, const arch::ModelSha
                                 const TrainingContext& context) {
   HNAS_CHECK(!o.train_paths.empty(), ConfigError, "no token shards given (data = ...)");
   // Validation shards, when given, follow the training shards and are split off by shard.
-  std::vector<std::string> specs = o.train_paths;
-  specs.insert(specs.end(), o.valid_paths.begin(), o.valid_paths.end());
-  const data::TokenDataset dataset(specs, o.vocab_size);
+  const data::TokenDataset dataset(data::all_shard_specs(o.train_paths, o.valid_paths), o.vocab_size);
   data::SamplerOptions sampling;
   sampling.seq_len = o.seq_len;
   sampling.batch_size = o.batch_size;
