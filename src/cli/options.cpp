@@ -39,6 +39,10 @@ const char* kUsage =
     "               mpirun -np 4 hnas pretrain --run-dir runs/s1 --pretrain.data shards/train_*.bin\n"
     "  generate   text from a checkpoint: prefill, then decoding with a KV cache:\n"
     "               hnas generate --checkpoint runs/s1/checkpoints/winner --prompt \"The \"\n"
+    "  run        the whole pipeline in one job: search, aggregate, extrapolate, pretrain,\n"
+    "             inference timing and the summary table (/summary); finished stages are\n"
+    "             skipped, the one in progress resumes:\n"
+    "               mpirun -np 2 hnas run --config inputs/quickstart_run.ini --run-dir runs/q\n"
     "\n"
     "Every key of the INI file (--config FILE) can be given on the command line as\n"
     "--section.key=value, which overrides the file; `hnas <command> --help` lists them.\n"
@@ -75,6 +79,20 @@ void declare_keys(OptionTable& table, Settings& s) {
       declare_generate(table, s);
       declare_run(table, s);
       return;
+    case Command::Run:  // one file configures every stage; each stage takes its sections
+      declare_top_level(table, s);
+      declare_model(table, s);
+      declare_train(table, s);
+      declare_mad(table, s);
+      declare_tokens(table, s);
+      declare_run(table, s);
+      declare_search(table, s);
+      declare_debug(table, s);
+      declare_aggregate(table, s);
+      declare_extrapolate(table, s);
+      declare_pretrain(table, s);
+      declare_generate(table, s);
+      return;
     default:
       break;
   }
@@ -102,6 +120,8 @@ const char* command_name(Command command) {
       return "pretrain";
     case Command::Generate:
       return "generate";
+    case Command::Run:
+      return "run";
     default:
       return "evaluate";
   }
@@ -130,6 +150,9 @@ po::options_description describe(const OptionTable& table, Command command, Swit
   if (command == Command::Pretrain)
     d.add_options()("run-dir", po::value<std::string>(&switches.run_dir),
                     "run directory: its /extrapolate models (unless --arch); checkpoints and /pretrain there");
+  if (command == Command::Run)
+    d.add_options()("run-dir", po::value<std::string>(&switches.run_dir),
+                    "run directory of every stage (results.h5, checkpoints); rerunning continues where it stopped");
   table.describe_to(d);
   return d;
 }
@@ -197,6 +220,20 @@ void read_config_file(const std::string& path, const po::options_description& de
 }
 
 void check_all(Settings& s, Problems& problems) {
+  if (s.command == Command::Run) {
+    check_top_level(s, problems);
+    check_run(s, problems);
+    check_model(s, problems);
+    check_train(s, problems);
+    check_tokens(s, problems);
+    check_search(s, problems);
+    check_aggregate(s, problems);
+    check_extrapolate(s, problems);
+    check_pretrain(s, problems);
+    check_generate(s, problems);
+    if (problems.empty()) check_mad(s, problems);
+    return;
+  }
   if (s.command == Command::Aggregate) {
     check_aggregate(s, problems);
     check_run(s, problems);
@@ -238,7 +275,7 @@ void check_all(Settings& s, Problems& problems) {
 std::vector<std::string> expand_shortcuts(Command command, std::vector<std::string> args) {
   std::vector<std::string> keys;
   std::string section = "extrapolate";
-  if (command == Command::Extrapolate) keys = {"target", "method"};
+  if (command == Command::Extrapolate || command == Command::Run) keys = {"target", "method"};
   if (command == Command::Pretrain) keys = {"target"};
   if (command == Command::Generate) keys = {"checkpoint", "prompt"}, section = "generate";
   for (auto& arg : args)
@@ -249,9 +286,24 @@ std::vector<std::string> expand_shortcuts(Command command, std::vector<std::stri
   return args;
 }
 
-// `recorded_config`: parse this recorded configuration instead of a command line.
-Invocation parse_command(Command command, const std::vector<std::string>& args,
-                         const std::string* recorded_config = nullptr) {
+Invocation parse_command(Command command, const std::vector<std::string>& args, const std::string* recorded_config);
+
+// hnas run's stages: each stage's own command parsed from the run's effective
+// configuration, so that each records (and on resume compares) only its own keys, as
+// when it runs as its own command.
+std::vector<Invocation> pipeline_stages(const pipeline::JobOptions& run) {
+  std::vector<std::string> args{"--run-dir", run.run_dir};
+  if (run.dry_run) args.push_back("--dry-run");
+  std::vector<Invocation> stages;
+  for (auto command :
+       {Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain, Command::Generate})
+    stages.push_back(parse_command(command, args, &run.effective_ini));
+  return stages;
+}
+
+// `recorded_config`: read this recorded configuration (keys of other commands or hnas
+// versions ignored) instead of a --config file.
+Invocation parse_command(Command command, const std::vector<std::string>& args, const std::string* recorded_config) {
   Settings s = default_settings(command);
   OptionTable table;
   declare_keys(table, s);
@@ -260,12 +312,11 @@ Invocation parse_command(Command command, const std::vector<std::string>& args,
   po::variables_map values;
   const std::string name = command_name(command);
   try {
-    if (recorded_config) {
+    read_command_line(expand_shortcuts(command, args), description, values);
+    if (recorded_config)
       read_config_text(*recorded_config, "the recorded configuration", true, description, values);
-    } else {
-      read_command_line(expand_shortcuts(command, args), description, values);
-      if (values.count("config")) read_config_file(values["config"].as<std::string>(), description, values);
-    }
+    else if (values.count("config"))
+      read_config_file(values["config"].as<std::string>(), description, values);
     po::notify(values);
   } catch (const po::error& e) {
     throw ConfigError(std::string(e.what()) + "; try hnas " + name + " --help");
@@ -286,6 +337,8 @@ Invocation parse_command(Command command, const std::vector<std::string>& args,
     problems.push_back("give --checkpoint FILE or DIR, or --run-dir DIR to time every model of its checkpoints");
   if (command == Command::Pretrain && switches.run_dir.empty())
     problems.push_back("--run-dir is required (checkpoints and results.h5 go there; rerunning resumes)");
+  if (command == Command::Run && switches.run_dir.empty())
+    problems.push_back("--run-dir is required (every stage's output goes there; rerunning continues)");
   if (command == Command::Aggregate && switches.run_dir.empty())
     problems.push_back("--run-dir is required (the run directory of the search to aggregate)");
   if (command == Command::Extrapolate && switches.run_dir.empty() && s.arch.empty())
@@ -309,6 +362,7 @@ Invocation parse_command(Command command, const std::vector<std::string>& args,
   invocation.pretrain = s.pretrain;
   invocation.generate = s.generate;
   invocation.generate.run_dir = switches.run_dir;
+  if (command == Command::Run) invocation.stages = pipeline_stages(invocation.job);
   return invocation;
 }
 
@@ -343,22 +397,52 @@ Invocation parse_command_line(int argc, const char* const* argv) {
     return invocation;
   }
   for (auto c : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain,
-                 Command::Generate})
-    if (command == command_name(c)) return parse_command(c, std::vector<std::string>(argv + 2, argv + argc));
+                 Command::Generate, Command::Run})
+    if (command == command_name(c))
+      return parse_command(c, std::vector<std::string>(argv + 2, argv + argc), nullptr);
   throw ConfigError(
       "unknown command \"" + printable(command) +
-      "\"; the commands are evaluate, search, aggregate, extrapolate, pretrain and generate (hnas --help)");
+      "\"; the commands are evaluate, search, aggregate, extrapolate, pretrain, generate and run (hnas --help)");
 }
 
 std::vector<std::unique_ptr<pipeline::Stage>> stages_of(const Invocation& invocation) {
   std::vector<std::unique_ptr<pipeline::Stage>> stages;
-  if (invocation.command == Command::Evaluate) stages.push_back(pipeline::make_evaluate_stage(invocation.evaluate));
-  if (invocation.command == Command::Search) stages.push_back(pipeline::make_search_stage(invocation.search));
-  if (invocation.command == Command::Aggregate) stages.push_back(pipeline::make_aggregate_stage(invocation.aggregate));
-  if (invocation.command == Command::Extrapolate)
-    stages.push_back(pipeline::make_extrapolate_stage(invocation.extrapolate));
-  if (invocation.command == Command::Pretrain) stages.push_back(pipeline::make_pretrain_stage(invocation.pretrain));
-  if (invocation.command == Command::Generate) stages.push_back(pipeline::make_generate_stage(invocation.generate));
+  const auto& own = invocation.job;
+  switch (invocation.command) {
+    case Command::Evaluate:
+      stages.push_back(pipeline::make_evaluate_stage(invocation.evaluate));
+      break;
+    case Command::Search:
+      stages.push_back(pipeline::make_search_stage(invocation.search, own));
+      break;
+    case Command::Aggregate:
+      stages.push_back(pipeline::make_aggregate_stage(invocation.aggregate, own));
+      break;
+    case Command::Extrapolate:
+      stages.push_back(pipeline::make_extrapolate_stage(invocation.extrapolate, own));
+      break;
+    case Command::Pretrain:
+      stages.push_back(pipeline::make_pretrain_stage(invocation.pretrain, own));
+      break;
+    case Command::Generate:
+      stages.push_back(pipeline::make_generate_stage(invocation.generate));
+      break;
+    case Command::Run: {
+      const auto& parts = invocation.stages;
+      // A dry run plans the search only: the later stages plan from its results.
+      const size_t planned = invocation.job.dry_run ? 1 : parts.size();
+      for (size_t i = 0; i < planned; ++i) {
+        if (parts[i].command == Command::Generate)
+          stages.push_back(pipeline::make_inference_stage(parts[i].generate));
+        else
+          for (auto& stage : stages_of(parts[i])) stages.push_back(std::move(stage));
+      }
+      if (!invocation.job.dry_run) stages.push_back(pipeline::make_summary_stage());
+      break;
+    }
+    default:
+      break;
+  }
   return stages;
 }
 

@@ -11,6 +11,10 @@ namespace {
 
 constexpr OnResume kMayChange = OnResume::MayChange;
 
+// hnas run's inference stage times prefill and decoding on this prompt unless another is
+// configured (63 bytes: byte-level token ids, valid in any vocabulary of 256 or more).
+constexpr const char* kTimingPrompt = "The history of the English language begins with the arrival of ";
+
 bool on_tokens(const Settings& s) { return !s.data.empty(); }
 
 // Runs `check`, turning the ConfigError it may throw into one more problem.
@@ -46,9 +50,10 @@ void declare_top_level(OptionTable& t, Settings& s) {
     t.text("arch", &s.arch, "architecture to extrapolate (empty: the aggregate in --run-dir)");
     return;
   }
+  const bool searched = s.command == Command::Search || s.command == Command::Run;
   t.text("arch", &s.arch,
-         s.command == Command::Search ? "(hnas evaluate only: the search chooses the architectures)"
-                                      : "architecture: letters (AAMMMM) or run-length (A2M4)");
+         searched ? "(hnas evaluate only: the search chooses the architectures)"
+                  : "architecture: letters (AAMMMM) or run-length (A2M4)");
   t.words("task", &s.tasks, "MAD tasks (comma- or space-separated registry names), or 'all'");
   t.words("data", &s.data, "token shards to train on (.bin, .h5, .h5:/dataset); replaces MAD");
 }
@@ -58,11 +63,11 @@ void check_top_level(Settings& s, Problems& problems) {
     if (!s.arch.empty()) gather(problems, [&] { s.extrapolate.arch = arch::Genome::parse(s.arch); });
     return;
   }
-  if (s.command == Command::Search) {
+  if (s.command == Command::Search || s.command == Command::Run) {
     if (!s.arch.empty())
-      problems.push_back("arch = " + printable(s.arch) +
-                         ": hnas search chooses the architectures (search.num_layers, search.primitives); "
-                         "remove arch from the configuration");
+      problems.push_back("arch = " + printable(s.arch) + ": hnas " + (s.command == Command::Run ? "run" : "search") +
+                         " chooses the architectures (search.num_layers, search.primitives); remove arch from the "
+                         "configuration (hnas pretrain --arch trains given ones)");
   } else if (s.arch.empty()) {
     problems.push_back("arch is required (e.g. --arch AAMMMM)");
   } else {
@@ -513,6 +518,12 @@ void declare_generate(OptionTable& t, Settings& s) {
 
 void check_generate(Settings& s, Problems& problems) {
   auto& g = s.generate;
+  if (s.command == Command::Run) {  // the inference stage times every pre-trained model
+    if (!g.checkpoint.empty())
+      problems.push_back("generate.checkpoint = " + printable(g.checkpoint) +
+                         ": hnas run times the models it pre-trained; remove generate.checkpoint");
+    if (g.prompt.empty() && s.prompt_tokens.empty()) g.prompt = kTimingPrompt;
+  }
   for (const auto& word : s.prompt_tokens) {
     char* end = nullptr;
     const long long id = std::strtoll(word.c_str(), &end, 10);

@@ -163,6 +163,20 @@ std::vector<std::string> checkpointed_models(const std::string& run_dir) {
   return names;
 }
 
+// What /inference was measured on: every pre-trained model's name and identity, so that a
+// rerun of the pipeline knows whether the models changed since.
+std::string pretrain_identity(hid_t file) {
+  std::string identity;
+  if (H5Lexists(file, "pretrain", H5P_DEFAULT) <= 0) return identity;
+  const io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file, "/pretrain", H5P_DEFAULT)));
+  for (const auto& name : io::link_names(group.get())) {
+    if (name == "summary") continue;
+    const io::H5Group model(HNAS_CHECK_H5(H5Gopen2(group.get(), name.c_str(), H5P_DEFAULT)));
+    identity += name + "=" + io::read_string_attribute(model.get(), "identity_fingerprint") + ";";
+  }
+  return identity;
+}
+
 // /inference: one row per model, and each model's ratios to the last one (the baseline).
 void write_inference(const std::string& run_dir, const std::vector<std::string>& names,
                      const std::vector<Generation>& runs, const std::vector<std::string>& archs) {
@@ -193,11 +207,24 @@ void write_inference(const std::string& run_dir, const std::vector<std::string>&
                     "inference of every checkpointed model at batch 1 with a KV cache (hnas generate --run-dir)");
     const io::H5Group g(HNAS_CHECK_H5(H5Gopen2(file, "/inference", H5P_DEFAULT)));
     io::write_string_attribute(g.get(), "doc", "prefill time, decode latency per token and KV-cache bytes per token");
+    io::write_string_attribute(g.get(), "pretrain_identity", pretrain_identity(file));
     io::write_string_attribute(g.get(), "status", "completed");
   });
 }
 
 }  // namespace
+
+bool inference_complete(const std::string& run_dir) {
+  const std::string path = run_dir + "/results.h5";
+  std::error_code missing;
+  if (!std::filesystem::exists(path, missing)) return false;
+  const auto file = io::open_file_read_only(path);
+  if (H5Lexists(file.get(), "inference", H5P_DEFAULT) <= 0) return false;
+  const io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file.get(), "/inference", H5P_DEFAULT)));
+  return io::has_attribute(group.get(), "status") && io::has_attribute(group.get(), "pretrain_identity") &&
+         io::read_string_attribute(group.get(), "status") == "completed" &&
+         io::read_string_attribute(group.get(), "pretrain_identity") == pretrain_identity(file.get());
+}
 
 int run_generate(const GenerateOptions& o, int gpu, bool writes) {
   const torch::Device device = gpu >= 0 ? torch::Device(torch::kCUDA, gpu) : torch::Device(torch::kCPU);

@@ -16,7 +16,7 @@
 
 namespace hnas::cli {
 
-enum class Command { Help, Version, Evaluate, Search, Aggregate, Extrapolate, Pretrain, Generate };
+enum class Command { Help, Version, Evaluate, Search, Aggregate, Extrapolate, Pretrain, Generate, Run };
 
 struct Invocation {
   Command command = Command::Help;
@@ -29,6 +29,9 @@ struct Invocation {
   extrapolate::ExtrapolateOptions extrapolate;  ///< Command::Extrapolate
   pretrain::PretrainOptions pretrain;           ///< Command::Pretrain
   generate::GenerateOptions generate;           ///< Command::Generate
+  /// Command::Run: the pipeline's commands (search, aggregate, extrapolate, pretrain,
+  /// generate), each parsed from the run's effective configuration with --run-dir.
+  std::vector<Invocation> stages;
 };
 
 /// Parses argv (argv[1] is the command). Throws ConfigError (or InputError for an

@@ -33,4 +33,8 @@ struct GenerateOptions {
 /// vocabulary.
 int run_generate(const GenerateOptions& options, int gpu, bool writes);
 
+/// Whether RUN_DIR/results.h5 has a finished /inference measured on the models /pretrain
+/// holds now (names and identities). Rank-local: the rank that reads the file.
+bool inference_complete(const std::string& run_dir);
+
 }  // namespace hnas::generate
