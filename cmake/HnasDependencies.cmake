@@ -52,3 +52,20 @@ endif()
 if(HNAS_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()
+
+# SentencePiece (Debian libsentencepiece-dev) for hnas_make_shards' subword tokenizer;
+# without it the byte-level tokenizer still works and --tokenizer sentencepiece says
+# what to install.
+find_path(SENTENCEPIECE_INCLUDE_DIR sentencepiece_processor.h)
+find_library(SENTENCEPIECE_LIBRARY sentencepiece)
+find_library(SENTENCEPIECE_TRAIN_LIBRARY sentencepiece_train)
+add_library(hnas_sentencepiece INTERFACE)
+if(SENTENCEPIECE_INCLUDE_DIR AND SENTENCEPIECE_LIBRARY AND SENTENCEPIECE_TRAIN_LIBRARY)
+  target_include_directories(hnas_sentencepiece SYSTEM INTERFACE ${SENTENCEPIECE_INCLUDE_DIR})
+  target_link_libraries(hnas_sentencepiece INTERFACE ${SENTENCEPIECE_TRAIN_LIBRARY} ${SENTENCEPIECE_LIBRARY})
+  target_compile_definitions(hnas_sentencepiece INTERFACE HNAS_HAVE_SENTENCEPIECE=1)
+  message(STATUS "hnas: SentencePiece tokenizer on (${SENTENCEPIECE_LIBRARY})")
+else()
+  target_compile_definitions(hnas_sentencepiece INTERFACE HNAS_HAVE_SENTENCEPIECE=0)
+  message(STATUS "hnas: SentencePiece tokenizer off (libsentencepiece-dev not found)")
+endif()

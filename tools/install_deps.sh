@@ -13,6 +13,8 @@ packages=(
   libhdf5-dev hdf5-tools
   libboost-program-options-dev
   libgtest-dev
+  libsentencepiece-dev            # subword tokenizer of hnas_make_shards
+  python3-doc                     # the built-in corpus: the Python documentation sources
   python3-torch python3-h5py python3-numpy python3-pandas   # benchmark reference, results checks
 )
 

@@ -48,6 +48,16 @@ TokenDataset::TokenDataset(const std::vector<std::string>& shard_specs, int64_t 
   for (const std::string& spec : shard_specs) {
     shards_.push_back(open_token_shard(spec, vocab_size));
     num_tokens_ += shards_.back()->size();
+    const auto made_by = shards_.back()->tokenizer();
+    if (!made_by.known()) continue;
+    if (!tokenizer_.known()) {
+      tokenizer_ = made_by;
+      tokenizer_shard_ = spec;
+    }
+    HNAS_CHECK(made_by.fingerprint == tokenizer_.fingerprint, ConfigError,
+               "token shards of two tokenizers: " << spec << " and " << tokenizer_shard_
+                                                  << " have the same vocabulary size but another tokenizer "
+                                                     "fingerprint; train and validate on shards of one tokenizer");
   }
 }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -85,6 +86,17 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// A shard made by a tokenizer of another vocabulary than the model's is refused before its
+// ids are scanned: the message then names the cause, not the first out-of-range id.
+void check_recorded_vocabulary(const std::string& name, const ShardTokenizer& tokenizer, int64_t vocab_size) {
+  if (!tokenizer.known() || vocab_size <= 0 || tokenizer.vocab_size == vocab_size) return;
+  throw ConfigError(name + ": made by a tokenizer of " + std::to_string(tokenizer.vocab_size) +
+                    " ids (see the shards' _tokenizer.txt), but the model's vocabulary is " +
+                    std::to_string(vocab_size) +
+                    "; set tokens.vocab_size (hnas evaluate, search) or extrapolate.vocab_size (pretrain) to " +
+                    std::to_string(tokenizer.vocab_size) + ", or tokenize again");
+}
+
 class BinShard final : public TokenShard {
  public:
   BinShard(const std::string& path, int64_t vocab_size) : name_(path), file_(path) {
@@ -114,6 +126,12 @@ class BinShard final : public TokenShard {
                path << ": corrupt token shard: the header announces " << num_tokens_ << " tokens (" << expected
                     << " bytes), but the file has " << size << " bytes");
     tokens_ = file_.data() + kShardHeaderBytes;
+    if (load<int32_t>(file_.data() + 12) == kShardTokenizerTag) {
+      tokenizer_.vocab_size = load<int32_t>(file_.data() + 16);
+      tokenizer_.fingerprint = static_cast<uint64_t>(load<uint32_t>(file_.data() + 20)) |
+                               static_cast<uint64_t>(load<uint32_t>(file_.data() + 24)) << 32;
+    }
+    check_recorded_vocabulary(name_, tokenizer_, vocab_size);
     if (vocab_size > 0) {
       if (token_bytes_ == 2) {
         check_vocab<uint16_t>(vocab_size);
@@ -125,6 +143,7 @@ class BinShard final : public TokenShard {
 
   const std::string& name() const override { return name_; }
   int64_t size() const override { return num_tokens_; }
+  ShardTokenizer tokenizer() const override { return tokenizer_; }
 
   void read(int64_t offset, int64_t count, int64_t* out) const override {
     HNAS_ASSERT(offset >= 0 && count >= 0 && offset + count <= num_tokens_,
@@ -161,6 +180,7 @@ class BinShard final : public TokenShard {
   const unsigned char* tokens_ = nullptr;
   int64_t token_bytes_ = 2;
   int64_t num_tokens_ = 0;
+  ShardTokenizer tokenizer_;
 };
 
 // Reads windows on demand through hyperslabs: HDF5 token files can exceed memory, and a
@@ -174,6 +194,12 @@ class H5Shard final : public TokenShard {
     // A zero-length read still validates the rank and the element type (float rejected).
     io::read_int32_slice(dataset_.get(), 0, 0);
     num_tokens_ = static_cast<int64_t>(io::dataset_shape(dataset_.get())[0]);
+    if (io::has_attribute(dataset_.get(), "vocab_size") && io::has_attribute(dataset_.get(), "tokenizer_fingerprint")) {
+      tokenizer_.vocab_size = io::read_int_attribute(dataset_.get(), "vocab_size");
+      tokenizer_.fingerprint =
+          std::strtoull(io::read_string_attribute(dataset_.get(), "tokenizer_fingerprint").c_str(), nullptr, 16);
+    }
+    check_recorded_vocabulary(name_, tokenizer_, vocab_size);
     constexpr int64_t kBlock = 1 << 20;
     for (int64_t begin = 0; vocab_size > 0 && begin < num_tokens_; begin += kBlock) {
       const int64_t count = std::min(kBlock, num_tokens_ - begin);
@@ -189,6 +215,7 @@ class H5Shard final : public TokenShard {
 
   const std::string& name() const override { return name_; }
   int64_t size() const override { return num_tokens_; }
+  ShardTokenizer tokenizer() const override { return tokenizer_; }
 
   void read(int64_t offset, int64_t count, int64_t* out) const override {
     HNAS_ASSERT(offset >= 0 && count >= 0 && offset + count <= num_tokens_,
@@ -203,6 +230,7 @@ class H5Shard final : public TokenShard {
   io::H5File file_;
   io::H5Dataset dataset_;
   int64_t num_tokens_ = 0;
+  ShardTokenizer tokenizer_;
 };
 
 [[noreturn]] void throw_write_error(const std::string& path, const std::string& what) {
@@ -263,20 +291,29 @@ std::unique_ptr<TokenShard> open_token_shard(const std::string& spec, int64_t vo
   return std::make_unique<H5Shard>(parsed, vocab_size);
 }
 
-void write_bin_shard(const std::string& path, const std::vector<uint16_t>& tokens) {
+namespace {
+
+template <typename T>
+void write_bin(const std::string& path, const std::vector<T>& tokens, const ShardTokenizer& tokenizer) {
   if (tokens.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
     throw_write_error(path, std::to_string(tokens.size()) + " tokens exceed the int32 count of the shard header");
   }
   int32_t header[kShardHeaderInts] = {};
   header[0] = kShardMagic;
-  header[1] = kShardVersionU16;
+  header[1] = sizeof(T) == 2 ? kShardVersionU16 : kShardVersionU32;
   header[2] = static_cast<int32_t>(tokens.size());
+  if (tokenizer.known()) {
+    header[3] = kShardTokenizerTag;
+    header[4] = static_cast<int32_t>(tokenizer.vocab_size);
+    header[5] = static_cast<int32_t>(static_cast<uint32_t>(tokenizer.fingerprint));
+    header[6] = static_cast<int32_t>(static_cast<uint32_t>(tokenizer.fingerprint >> 32));
+  }
   const std::string tmp = io::temporary_name(path);
   std::FILE* file = std::fopen(tmp.c_str(), "wb");
   if (file == nullptr) throw_write_error(path, std::strerror(errno));
   errno = 0;
   bool ok = std::fwrite(header, sizeof header, 1, file) == 1;
-  ok = ok && (tokens.empty() || std::fwrite(tokens.data(), sizeof(uint16_t), tokens.size(), file) == tokens.size());
+  ok = ok && (tokens.empty() || std::fwrite(tokens.data(), sizeof(T), tokens.size(), file) == tokens.size());
   ok = (std::fclose(file) == 0) && ok;  // fclose flushes: a full disk can show up only here
   if (!ok) {
     const int saved = errno;
@@ -286,7 +323,9 @@ void write_bin_shard(const std::string& path, const std::vector<uint16_t>& token
   rename_into_place(tmp, path);
 }
 
-void write_h5_shard(const std::string& path, const std::vector<uint16_t>& tokens, const std::string& dataset) {
+template <typename T>
+void write_h5(const std::string& path, const std::vector<T>& tokens, const ShardTokenizer& tokenizer,
+              const std::string& dataset) {
   const std::string tmp = io::temporary_name(path);
   try {
     io::H5File file = io::create_file(tmp);
@@ -294,6 +333,12 @@ void write_h5_shard(const std::string& path, const std::vector<uint16_t>& tokens
     // window touches at most two of them. No compression: windows are read at random.
     io::H5Dataset data = io::write_dataset_1d(file.get(), dataset, tokens, io::DatasetOptions{/*chunk=*/1 << 16, 0});
     io::write_int_attribute(data.get(), "num_tokens", static_cast<int64_t>(tokens.size()));
+    if (tokenizer.known()) {
+      char hex[17];
+      std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(tokenizer.fingerprint));
+      io::write_int_attribute(data.get(), "vocab_size", tokenizer.vocab_size);
+      io::write_string_attribute(data.get(), "tokenizer_fingerprint", hex);
+    }
     data.close();
     file.close();
   } catch (const Error&) {
@@ -301,6 +346,35 @@ void write_h5_shard(const std::string& path, const std::vector<uint16_t>& tokens
     throw;
   }
   rename_into_place(tmp, path);
+}
+
+bool fits_uint16(const ShardTokenizer& tokenizer) { return tokenizer.vocab_size <= 65536; }
+
+std::vector<uint16_t> narrowed(const std::vector<uint32_t>& tokens) {
+  return std::vector<uint16_t>(tokens.begin(), tokens.end());
+}
+
+}  // namespace
+
+void write_bin_shard(const std::string& path, const std::vector<uint32_t>& tokens, const ShardTokenizer& tokenizer) {
+  if (fits_uint16(tokenizer))
+    write_bin(path, narrowed(tokens), tokenizer);
+  else
+    write_bin(path, tokens, tokenizer);
+}
+
+void write_bin_shard(const std::string& path, const std::vector<uint16_t>& tokens) { write_bin(path, tokens, {}); }
+
+void write_h5_shard(const std::string& path, const std::vector<uint32_t>& tokens, const ShardTokenizer& tokenizer,
+                    const std::string& dataset) {
+  if (fits_uint16(tokenizer))
+    write_h5(path, narrowed(tokens), tokenizer, dataset);
+  else
+    write_h5(path, tokens, tokenizer, dataset);
+}
+
+void write_h5_shard(const std::string& path, const std::vector<uint16_t>& tokens, const std::string& dataset) {
+  write_h5(path, tokens, {}, dataset);
 }
 
 }  // namespace hnas::data

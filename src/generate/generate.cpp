@@ -170,7 +170,7 @@ std::string pretrain_identity(hid_t file) {
   if (H5Lexists(file, "pretrain", H5P_DEFAULT) <= 0) return identity;
   const io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file, "/pretrain", H5P_DEFAULT)));
   for (const auto& name : io::link_names(group.get())) {
-    if (name == "summary") continue;
+    if (name == "summary" || name == "tokenizer") continue;  // not models
     const io::H5Group model(HNAS_CHECK_H5(H5Gopen2(group.get(), name.c_str(), H5P_DEFAULT)));
     identity += name + "=" + io::read_string_attribute(model.get(), "identity_fingerprint") + ";";
   }

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "pretrain_record.hpp"
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "hnas/core/check.hpp"
 #include "hnas/dist/communicator.hpp"
 #include "hnas/io/h5.hpp"
@@ -26,7 +30,7 @@ io::Table summary_table(hid_t file) {
                {"non_embedding_parameters", io::ColumnType::Int64, 0, "parameters outside embedding and head"}};
   const io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file, "/pretrain", H5P_DEFAULT)));
   for (const auto& name : io::link_names(group.get())) {
-    if (name == "summary") continue;
+    if (name == "summary" || name == "tokenizer") continue;  // not models
     const io::H5Group m(HNAS_CHECK_H5(H5Gopen2(group.get(), name.c_str(), H5P_DEFAULT)));
     t.rows.push_back(
         {name, io::read_string_attribute(m.get(), "arch"), io::read_string_attribute(m.get(), "status"),
@@ -70,6 +74,51 @@ void write_model_record(const std::string& results_path, const ModelSpec& spec, 
     const io::H5Group top(HNAS_CHECK_H5(H5Gopen2(file, "/pretrain", H5P_DEFAULT)));
     io::write_string_attribute(
         top.get(), "doc", "pre-training of the winner(s) and the baseline on the same tokens; one group per model");
+  });
+}
+
+namespace {
+
+// PREFIX of a hnas_make_shards shard PREFIX_train_000000.bin (or _val_, .h5), else "".
+std::string shard_prefix(const std::string& shard) {
+  const std::string path = shard.substr(0, shard.find(".h5:"));
+  for (const char* split : {"_train_", "_val_"}) {
+    const size_t at = path.rfind(split);
+    if (at != std::string::npos) return path.substr(0, at);
+  }
+  return "";
+}
+
+std::string file_bytes(const std::string& path, std::uintmax_t limit) {
+  std::error_code error;
+  const auto size = std::filesystem::file_size(path, error);
+  if (error || size > limit) return "";
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return in.good() || in.eof() ? bytes.str() : "";
+}
+
+}  // namespace
+
+void write_tokenizer_record(const std::string& results_path, const data::ShardTokenizer& tokenizer,
+                            const std::string& first_shard) {
+  const std::string prefix = shard_prefix(first_shard);
+  const std::string description = prefix.empty() ? "" : file_bytes(prefix + "_tokenizer.txt", 1 << 16);
+  const std::string model = prefix.empty() ? "" : file_bytes(prefix + "_tokenizer.model", 64u << 20);
+  io::update_file_atomically(results_path, {"/pretrain/tokenizer"}, [&](hid_t file) {
+    if (H5Lexists(file, "pretrain", H5P_DEFAULT) <= 0) io::H5Group(HNAS_CHECK_H5(H5Gcreate2(file, "pretrain", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+    const io::H5Group g(HNAS_CHECK_H5(H5Gcreate2(file, "/pretrain/tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+    char fingerprint[17];
+    std::snprintf(fingerprint, sizeof fingerprint, "%016llx", static_cast<unsigned long long>(tokenizer.fingerprint));
+    io::write_string_attribute(g.get(), "doc", "the tokenizer the training shards record");
+    io::write_int_attribute(g.get(), "vocab_size", tokenizer.vocab_size);
+    io::write_string_attribute(g.get(), "fingerprint", tokenizer.known() ? fingerprint : "unknown");
+    io::write_string_attribute(g.get(), "shard", first_shard);
+    if (!description.empty()) io::write_string_dataset(file, "/pretrain/tokenizer/description", description);
+    if (!model.empty())
+      io::write_dataset_1d(file, "/pretrain/tokenizer/model",
+                           std::vector<uint8_t>(model.begin(), model.end()));  // the .model file's bytes
   });
 }
 

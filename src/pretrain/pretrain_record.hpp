@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "hnas/data/token_shard.hpp"
 #include "hnas/pretrain/checkpoint.hpp"
 #include "hnas/pretrain/pretrain.hpp"
 
@@ -38,6 +39,12 @@ void finish_record(ModelRecord& record);
 /// rank 0), and back.
 std::string serialize_record(const ModelRecord& record, const std::string& fingerprint);
 ModelRecord deserialize_record(const std::string& bytes, std::string& fingerprint);
+
+/// /pretrain/tokenizer: the tokenizer the shards record (vocabulary, fingerprint) and,
+/// when hnas_make_shards left them beside the first shard, its PREFIX_tokenizer.txt and
+/// .model, so that the run directory says how its text became tokens.
+void write_tokenizer_record(const std::string& results_path, const data::ShardTokenizer& tokenizer,
+                            const std::string& first_shard);
 
 /// Whether /pretrain/<name> of the open file is finished (completed or diverged) with this
 /// identity fingerprint.

@@ -509,6 +509,8 @@ int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
     validation = std::make_unique<data::WindowSampler>(*dataset, sampler_options(o));
     TokenStream(*dataset, validation->split(), o.seq_len, o.seed);  // enough training windows
     if (world.rank() == 0 && job.hold_run_directory && !job.dry_run) job.hold_run_directory();
+    if (world.rank() == 0 && !job.dry_run)
+      write_tokenizer_record(results_path(job), dataset->tokenizer(), o.train_paths.front());
   });
   const int team_size = team_size_of(o, world, in.specs.size());
   log::info(

@@ -21,7 +21,8 @@ namespace hnas::data {
 class TokenDataset {
  public:
   /// Opens and validates every shard (see open_token_shard): every token must lie in
-  /// [0, vocab_size). Throws ConfigError for an empty list or vocab_size < 1, InputError
+  /// [0, vocab_size). Throws ConfigError for an empty list, vocab_size < 1, a shard whose
+  /// recorded tokenizer has another vocabulary, or shards of two tokenizers; InputError
   /// (naming the file) for any unreadable, malformed or out-of-vocabulary shard.
   TokenDataset(const std::vector<std::string>& shard_specs, int64_t vocab_size);
 
@@ -30,6 +31,8 @@ class TokenDataset {
   /// Total tokens over all shards.
   int64_t num_tokens() const { return num_tokens_; }
   int64_t vocab_size() const { return vocab_size_; }
+  /// The tokenizer the shards record (unknown when none records one).
+  const ShardTokenizer& tokenizer() const { return tokenizer_; }
 
   /// Tokens [offset, offset + count) of shard `shard`; the range must lie inside it.
   std::vector<int64_t> read(size_t shard, int64_t offset, int64_t count) const;
@@ -38,6 +41,8 @@ class TokenDataset {
   std::vector<std::unique_ptr<TokenShard>> shards_;
   int64_t num_tokens_ = 0;
   int64_t vocab_size_ = 0;
+  ShardTokenizer tokenizer_;
+  std::string tokenizer_shard_;  // the first shard recording it, for messages
 };
 
 /// How tokens are divided between training and validation.

@@ -15,12 +15,24 @@ namespace hnas::data {
 /// little-endian int32, then the tokens, little-endian.
 ///   header[0] = kShardMagic, header[1] = version, header[2] = number of tokens.
 /// Version 1 stores uint16 tokens (GPT-2-sized vocabularies). Version 2, an hnas extension
-/// for vocabularies above 65536, stores uint32 tokens. Files are written only as version 1.
+/// for vocabularies above 65536, stores uint32 tokens; hnas writes it only for those.
+/// hnas also records the tokenizer in header slots llm.c leaves zero (other readers ignore
+/// them): header[3] = kShardTokenizerTag, header[4] = vocabulary size, header[5..6] = the
+/// tokenizer fingerprint (low, high 32 bits).
 inline constexpr int32_t kShardMagic = 20240520;
 inline constexpr int32_t kShardVersionU16 = 1;
 inline constexpr int32_t kShardVersionU32 = 2;
 inline constexpr int64_t kShardHeaderInts = 256;
 inline constexpr int64_t kShardHeaderBytes = kShardHeaderInts * 4;
+inline constexpr int32_t kShardTokenizerTag = 0x686e6173;  // "hnas"
+
+/// The tokenizer that made a shard's tokens, as the shard records it; vocab_size 0 when
+/// the shard does not say (written by another tool).
+struct ShardTokenizer {
+  int64_t vocab_size = 0;
+  uint64_t fingerprint = 0;  ///< fnv1a of the tokenizer model's bytes (see data/tokenizer.hpp)
+  bool known() const { return vocab_size > 0; }
+};
 
 /// Dataset read when an HDF5 shard spec names none.
 inline constexpr const char* kDefaultTokenDataset = "/tokens";
@@ -54,6 +66,8 @@ class TokenShard {
   /// Copies tokens [offset, offset + count) into out[0, count). The range must lie inside
   /// the shard (checked: InternalError otherwise). HDF5 read failures throw InputError.
   virtual void read(int64_t offset, int64_t count, int64_t* out) const = 0;
+  /// The tokenizer the shard records (unknown for shards written by other tools).
+  virtual ShardTokenizer tokenizer() const = 0;
 };
 
 /// Opens and validates one shard. Every token is checked to be in [0, vocab_size) in one
@@ -65,12 +79,18 @@ class TokenShard {
 /// token id >= vocab_size (the message gives the token and its position).
 std::unique_ptr<TokenShard> open_token_shard(const std::string& spec, int64_t vocab_size);
 
-/// Writes `tokens` as a version-1 `.bin` shard. The file appears atomically: it is written
-/// to "<path>.tmp" and renamed. Throws IoError naming the path on failure.
+/// Writes `tokens` as a `.bin` shard recording `tokenizer`: version 1 (uint16) when the
+/// vocabulary fits 65536 ids, else version 2 (uint32). The file appears atomically: it is
+/// written to a temporary and renamed. Throws IoError naming the path on failure.
+void write_bin_shard(const std::string& path, const std::vector<uint32_t>& tokens, const ShardTokenizer& tokenizer);
+/// A version-1 shard that records no tokenizer (tests, other tools' shards).
 void write_bin_shard(const std::string& path, const std::vector<uint16_t>& tokens);
 
-/// Writes `tokens` as a uint16 1-D chunked dataset `dataset` of a new HDF5 file (atomic
-/// like write_bin_shard), with attribute "num_tokens". Throws IoError on failure.
+/// Writes `tokens` as a 1-D chunked dataset `dataset` of a new HDF5 file (atomic like
+/// write_bin_shard): uint16, or uint32 above 65536 ids, with attributes "num_tokens" and,
+/// when known, "vocab_size" and "tokenizer_fingerprint" (16 hex digits). Throws IoError.
+void write_h5_shard(const std::string& path, const std::vector<uint32_t>& tokens, const ShardTokenizer& tokenizer,
+                    const std::string& dataset = kDefaultTokenDataset);
 void write_h5_shard(const std::string& path, const std::vector<uint16_t>& tokens,
                     const std::string& dataset = kDefaultTokenDataset);
 
