@@ -372,4 +372,64 @@ TEST(Documentation, inputs_readme_documents_exactly_the_declared_keys) {
   EXPECT_GT(documented.size(), 60u);
 }
 
+TEST(Options, run_parses_every_stage_from_one_configuration_each_with_only_its_keys) {
+  hnas::testing::TempDir dir;
+  const std::string shard = dir.file("t.bin");
+  std::ofstream(shard) << "x";
+  const auto config = write_ini(dir,
+                                "task = memorization\n[mad]\nepochs = 3\n[search]\nnum_layers = 4\n"
+                                "[aggregate]\nclusters = 2\n[extrapolate]\ntarget = 350M\n"
+                                "[pretrain]\ntokens = 4096\n");
+  const auto inv = parse({"run", "--config", config, "--run-dir", "r", "--pretrain.data", shard, "--method",
+                          "stretch", "--search.seed=7"});
+  ASSERT_EQ(inv.command, Command::Run);
+  ASSERT_EQ(inv.stages.size(), 5u);
+  const std::vector<Command> order{Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain,
+                                   Command::Generate};
+  for (size_t i = 0; i < order.size(); ++i) {
+    EXPECT_EQ(inv.stages[i].command, order[i]);
+    EXPECT_EQ(inv.stages[i].job.run_dir, "r");
+  }
+  EXPECT_EQ(inv.stages[0].search.strategy.space.num_layers, 4);
+  EXPECT_EQ(inv.stages[0].search.strategy.seed, 7u);
+  EXPECT_EQ(inv.stages[0].search.evaluation.mad.epochs, 3);
+  EXPECT_EQ(inv.stages[1].aggregate.clusters, 2);
+  EXPECT_EQ(inv.stages[2].extrapolate.target.name, "350M");
+  EXPECT_EQ(inv.stages[2].extrapolate.method, hnas::extrapolate::MethodChoice::Stretch);
+  EXPECT_EQ(inv.stages[3].pretrain.tokens, 4096);
+  EXPECT_EQ(inv.stages[3].pretrain.train_paths, std::vector<std::string>{shard});
+  EXPECT_FALSE(inv.stages[4].generate.prompt.empty());  // the inference stage's timing prompt
+  EXPECT_EQ(inv.stages[4].generate.run_dir, "r");
+  // Each stage records only its own keys: the search's configuration has no [pretrain],
+  // so a search started by hnas search resumes under hnas run and back.
+  const auto& search_ini = inv.stages[0].job.effective_ini;
+  EXPECT_EQ(search_ini.find("[pretrain]"), std::string::npos);
+  EXPECT_NE(search_ini.find("[search]"), std::string::npos);
+  EXPECT_EQ(inv.stages[3].job.effective_ini.find("[search]"), std::string::npos);
+  // The run's own configuration holds every stage's keys and loads back.
+  EXPECT_NE(inv.job.effective_ini.find("[pretrain]"), std::string::npos);
+  EXPECT_NE(inv.job.effective_ini.find("[search]"), std::string::npos);
+  const auto reloaded = write_ini(dir, inv.job.effective_ini);
+  EXPECT_EQ(parse({"run", "--config", reloaded, "--run-dir", "r"}).stages[0].job.effective_ini, search_ini);
+}
+
+TEST(Options, run_refuses_what_it_chooses_itself_naming_the_key) {
+  hnas::testing::TempDir dir;
+  const std::string shard = dir.file("t.bin");
+  std::ofstream(shard) << "x";
+  const std::vector<std::string> base{"run", "--run-dir", "r", "--pretrain.data", shard, "--pretrain.tokens=64"};
+  auto with = [&](std::vector<std::string> extra) {
+    auto args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return error_of(args);
+  };
+  EXPECT_NE(with({"--arch", "AMAM"}).find("hnas run chooses the architectures"), std::string::npos);
+  EXPECT_NE(with({"--generate.checkpoint", "x.h5"}).find("generate.checkpoint"), std::string::npos);
+  EXPECT_NE(with({"--pretrain.lrr=1"}).find("pretrain.lrr"), std::string::npos);
+  EXPECT_NE(error_of({"run", "--pretrain.data", shard, "--pretrain.tokens=64"}).find("--run-dir is required"),
+            std::string::npos);
+  EXPECT_NE(error_of({"run", "--run-dir", "r"}).find("pretrain.data is required"), std::string::npos);
+  EXPECT_TRUE(error_of(base).empty());
+}
+
 }  // namespace

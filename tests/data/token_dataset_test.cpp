@@ -423,3 +423,73 @@ TEST(WindowSampler, impossible_options_are_config_errors) {
 }
 
 }  // namespace
+
+// ---- the tokenizer a shard records ----
+
+namespace tokenizer_record {
+
+std::vector<uint32_t> wide_tokens(size_t n, uint32_t vocab) {
+  std::vector<uint32_t> tokens(n);
+  for (size_t i = 0; i < n; ++i) tokens[i] = static_cast<uint32_t>((7919u * i + 11u) % vocab);
+  return tokens;
+}
+
+TEST(ShardTokenizer, bin_and_h5_shards_record_vocabulary_and_fingerprint) {
+  TempDir dir;
+  const hnas::data::ShardTokenizer made_by{512, 0x0123456789abcdefULL};
+  const auto tokens = wide_tokens(1000, 512);
+  hnas::data::write_bin_shard(dir.file("a.bin"), tokens, made_by);
+  hnas::data::write_h5_shard(dir.file("a.h5"), tokens, made_by);
+  for (const auto& spec : {dir.file("a.bin"), dir.file("a.h5")}) {
+    const auto shard = hnas::data::open_token_shard(spec, 512);
+    EXPECT_EQ(shard->tokenizer().vocab_size, 512) << spec;
+    EXPECT_EQ(shard->tokenizer().fingerprint, made_by.fingerprint) << spec;
+    std::vector<int64_t> back(tokens.size());
+    shard->read(0, static_cast<int64_t>(tokens.size()), back.data());
+    EXPECT_EQ(std::vector<int64_t>(tokens.begin(), tokens.end()), back) << spec;
+  }
+  // A shard written without a tokenizer (another tool's) says nothing.
+  hnas::data::write_bin_shard(dir.file("plain.bin"), pattern_tokens(10));
+  EXPECT_FALSE(hnas::data::open_token_shard(dir.file("plain.bin"), kVocab)->tokenizer().known());
+}
+
+TEST(ShardTokenizer, a_vocabulary_above_65536_ids_is_stored_as_uint32) {
+  TempDir dir;
+  const hnas::data::ShardTokenizer made_by{70000, 42};
+  auto tokens = wide_tokens(500, 70000);
+  tokens[17] = 69999;
+  hnas::data::write_bin_shard(dir.file("wide.bin"), tokens, made_by);
+  std::ifstream in(dir.file("wide.bin"), std::ios::binary);
+  int32_t header[256];
+  in.read(reinterpret_cast<char*>(header), sizeof header);
+  EXPECT_EQ(header[1], hnas::data::kShardVersionU32);
+  EXPECT_EQ(std::filesystem::file_size(dir.file("wide.bin")), 1024u + 4u * tokens.size());
+  const auto shard = hnas::data::open_token_shard(dir.file("wide.bin"), 70000);
+  int64_t token = 0;
+  shard->read(17, 1, &token);
+  EXPECT_EQ(token, 69999);
+}
+
+TEST(ShardTokenizer, shards_of_another_vocabulary_are_refused_naming_the_keys) {
+  TempDir dir;
+  hnas::data::write_bin_shard(dir.file("sp.bin"), wide_tokens(100, 200), {4096, 7});
+  // Every id is below 257, so only the record can tell that these are not byte tokens.
+  const auto message =
+      message_of<hnas::ConfigError>([&] { hnas::data::open_token_shard(dir.file("sp.bin"), kVocab); });
+  expect_mentions(message, {"sp.bin", "tokenizer of 4096 ids", "vocabulary is 257", "tokens.vocab_size",
+                            "extrapolate.vocab_size"});
+}
+
+TEST(ShardTokenizer, a_dataset_of_two_tokenizers_is_refused) {
+  TempDir dir;
+  hnas::data::write_bin_shard(dir.file("one.bin"), wide_tokens(100, 512), {512, 1});
+  hnas::data::write_bin_shard(dir.file("two.bin"), wide_tokens(100, 512), {512, 2});
+  hnas::data::write_bin_shard(dir.file("plain.bin"), pattern_tokens(100));
+  EXPECT_NO_THROW(TokenDataset({dir.file("one.bin"), dir.file("plain.bin")}, 512));
+  const auto message =
+      message_of<hnas::ConfigError>([&] { TokenDataset({dir.file("one.bin"), dir.file("two.bin")}, 512); });
+  expect_mentions(message, {"two tokenizers", "one.bin", "two.bin"});
+  EXPECT_EQ(TokenDataset({dir.file("plain.bin"), dir.file("one.bin")}, 512).tokenizer().fingerprint, 1u);
+}
+
+}  // namespace tokenizer_record

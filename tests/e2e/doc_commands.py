@@ -68,16 +68,23 @@ def adapt(command, work):
         out.append(w)
     if out[0] == MPIEXEC:
         out[1:1] = ["--oversubscribe", "--allow-run-as-root"]
-    trains = "evaluate" in out or "search" in out  # aggregate evaluates with the search's recorded keys
+    hnas = any(w.endswith("/hnas") for w in out)
+    if hnas and "run" in out and "--help" not in out:  # the pipeline: on the corpus the docs prepared
+        given = {w.split("=")[0] for w in out if w.startswith("--")}
+        corpus = os.path.join(work, "runs", "corpus", "python_docs")
+        extra = {"--pretrain.data": corpus + "_train_000000.bin", "--pretrain.valid": corpus + "_val_000000.bin",
+                 "--generate.max_new_tokens": "4", "--pretrain.seq_len": "64", "--pretrain.micro_batch": "4"}
+        out += [k + "=" + v for k, v in extra.items() if k not in given]
+    trains = "evaluate" in out or "search" in out or "run" in out  # aggregate evaluates with the search's keys
     if any(w.endswith("/hnas") for w in out) and "aggregate" in out:
         out.append("--run.threads=1")
-    if any(w.endswith("/hnas") for w in out) and "pretrain" in out and "--help" not in out:
+    if hnas and ("pretrain" in out or "run" in out) and "--help" not in out:
         given = {w.split("=")[0] for w in out if w.startswith("--")}
         out += [k + "=" + v for k, v in FAST_PRETRAIN.items() if k not in given]
     if any(w.endswith("/hnas") for w in out) and trains and "--help" not in out:
         given = {w.split("=")[0] for w in out if w.startswith("--")}
         extra = dict(FAST)
-        if "search" in out and not any("search_tiny" in w for w in out):
+        if ("search" in out or "run" in out) and not any("search_tiny" in w for w in out):
             extra.update(FAST_SEARCH)  # exhaustive configurations keep their own budget
         out += [k + "=" + v for k, v in extra.items() if k not in given]
     return [os.path.expanduser(w) for w in out]
