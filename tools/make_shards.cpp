@@ -139,7 +139,8 @@ Options parse_arguments(int argc, char** argv) {
     } else if (arg == "--vocab-size") {
       options.training.vocab_size = parse_int(arg, value);
     } else if (arg == "--sp-model-type") {
-      if (value != "bpe" && value != "unigram") usage_error("--sp-model-type must be bpe or unigram, got \"" + value + "\"");
+      if (value != "bpe" && value != "unigram")
+        usage_error("--sp-model-type must be bpe or unigram, got \"" + value + "\"");
       options.training.model_type = value;
     } else if (arg == "--sp-model") {
       options.sp_model = value;
@@ -160,7 +161,8 @@ Options parse_arguments(int argc, char** argv) {
   if (options.val_fraction < 0.0 || options.val_fraction >= 1.0) usage_error("--val-fraction must be in [0, 1)");
   if (options.val_shards < -1) usage_error("--val-shards must not be negative");
   if (!options.sp_model.empty()) {
-    if (tokenizer_given && !options.sentencepiece) usage_error("--sp-model is a SentencePiece model: drop --tokenizer bytes");
+    if (tokenizer_given && !options.sentencepiece)
+      usage_error("--sp-model is a SentencePiece model: drop --tokenizer bytes");
     options.sentencepiece = true;
   }
   if (options.val_every > static_cast<int64_t>(options.inputs.size()))
@@ -263,8 +265,8 @@ void write_tokenizer_record(const Options& options, const hnas::tokenizer::Token
       << "model = " << model_file << "\n"
       << "documents = " << train_documents + val_documents << "\n"
       << "split = "
-      << (options.val_every > 0 ? "every " + std::to_string(options.val_every) + "th document is validation ("
-                                      + std::to_string(val_documents) + ")"
+      << (options.val_every > 0 ? "every " + std::to_string(options.val_every) + "th document is validation (" +
+                                      std::to_string(val_documents) + ")"
                                 : std::string("the end of the token stream"))
       << "\n";
   HNAS_CHECK(out.good(), IoError, "cannot write " << path);
@@ -282,7 +284,8 @@ int run(const Options& options) {
     for (const std::string& input : options.inputs) {
       if (tokenizer->kind() == "bytes") {
         struct stat info {};
-        HNAS_CHECK(::stat(input.c_str(), &info) == 0, InputError, "cannot read " << input << ": " << std::strerror(errno));
+        HNAS_CHECK(::stat(input.c_str(), &info) == 0, InputError,
+                   "cannot read " << input << ": " << std::strerror(errno));
         total += 1 + static_cast<int64_t>(info.st_size);
       } else {
         total += static_cast<int64_t>(tokenizer->encode_document(read_document(input)).size());

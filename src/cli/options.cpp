@@ -295,8 +295,7 @@ std::vector<Invocation> pipeline_stages(const pipeline::JobOptions& run) {
   std::vector<std::string> args{"--run-dir", run.run_dir};
   if (run.dry_run) args.push_back("--dry-run");
   std::vector<Invocation> stages;
-  for (auto command :
-       {Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain, Command::Generate})
+  for (auto command : {Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain, Command::Generate})
     stages.push_back(parse_command(command, args, &run.effective_ini));
   return stages;
 }
@@ -398,8 +397,7 @@ Invocation parse_command_line(int argc, const char* const* argv) {
   }
   for (auto c : {Command::Evaluate, Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain,
                  Command::Generate, Command::Run})
-    if (command == command_name(c))
-      return parse_command(c, std::vector<std::string>(argv + 2, argv + argc), nullptr);
+    if (command == command_name(c)) return parse_command(c, std::vector<std::string>(argv + 2, argv + argc), nullptr);
   throw ConfigError(
       "unknown command \"" + printable(command) +
       "\"; the commands are evaluate, search, aggregate, extrapolate, pretrain, generate and run (hnas --help)");

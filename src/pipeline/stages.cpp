@@ -57,7 +57,8 @@ class SearchStage final : public Stage {
 
 class AggregateStage final : public Stage {
  public:
-  AggregateStage(aggregate::AggregateOptions options, JobOptions own) : options_(std::move(options)), own_(std::move(own)) {}
+  AggregateStage(aggregate::AggregateOptions options, JobOptions own)
+      : options_(std::move(options)), own_(std::move(own)) {}
   const char* name() const override { return "aggregate"; }
   bool needs_run_dir() const override { return true; }
   bool complete(const RunContext& context) const override {
@@ -79,7 +80,8 @@ class AggregateStage final : public Stage {
 
 class ExtrapolateStage final : public Stage {
  public:
-  ExtrapolateStage(extrapolate::ExtrapolateOptions options, JobOptions own) : options_(std::move(options)), own_(std::move(own)) {}
+  ExtrapolateStage(extrapolate::ExtrapolateOptions options, JobOptions own)
+      : options_(std::move(options)), own_(std::move(own)) {}
   const char* name() const override { return "extrapolate"; }
   bool needs_run_dir() const override { return false; }  // without one it prints only
   bool complete(const RunContext& context) const override {
@@ -100,7 +102,8 @@ class ExtrapolateStage final : public Stage {
 
 class PretrainStage final : public Stage {
  public:
-  PretrainStage(pretrain::PretrainOptions options, JobOptions own) : options_(std::move(options)), own_(std::move(own)) {}
+  PretrainStage(pretrain::PretrainOptions options, JobOptions own)
+      : options_(std::move(options)), own_(std::move(own)) {}
   const char* name() const override { return "pretrain"; }
   bool needs_run_dir() const override { return true; }
   bool complete(const RunContext& context) const override {
@@ -123,8 +126,7 @@ class PretrainStage final : public Stage {
 class GenerateStage final : public Stage {
  public:
   // `pipeline`: the inference stage of hnas run, skipped while /inference is current.
-  GenerateStage(generate::GenerateOptions options, bool pipeline)
-      : options_(std::move(options)), pipeline_(pipeline) {}
+  GenerateStage(generate::GenerateOptions options, bool pipeline) : options_(std::move(options)), pipeline_(pipeline) {}
   const char* name() const override { return pipeline_ ? "inference" : "generate"; }
   bool needs_run_dir() const override { return pipeline_; }
   bool complete(const RunContext& context) const override {

@@ -73,9 +73,8 @@ std::vector<ModelLine> read_models(hid_t file) {
     lines.push_back(m);
   }
   HNAS_CHECK(!lines.empty(), ConfigError, "results.h5:/pretrain/summary has no models");
-  std::stable_sort(lines.begin(), lines.end(), [](const ModelLine& a, const ModelLine& b) {
-    return display_rank(a.name) < display_rank(b.name);
-  });
+  std::stable_sort(lines.begin(), lines.end(),
+                   [](const ModelLine& a, const ModelLine& b) { return display_rank(a.name) < display_rank(b.name); });
   return lines;
 }
 
@@ -104,8 +103,8 @@ io::Table summary_table(const std::vector<ModelLine>& lines) {
                {"kv_cache_ratio", io::ColumnType::Float64, 0, "KV-cache bytes over the baseline's"}};
   for (const auto& m : lines)
     t.rows.push_back({m.name, m.arch, m.status, static_cast<int64_t>(m.arch.size()), m.attention_layers, m.mlp_layers,
-                      m.parameters, m.validation_loss, m.tokens_per_second, m.mfu, m.prefill_ms,
-                      m.decode_ms_per_token, m.kv_bytes_per_token, m.validation_loss - base.validation_loss,
+                      m.parameters, m.validation_loss, m.tokens_per_second, m.mfu, m.prefill_ms, m.decode_ms_per_token,
+                      m.kv_bytes_per_token, m.validation_loss - base.validation_loss,
                       ratio(static_cast<double>(m.parameters), static_cast<double>(base.parameters)),
                       ratio(m.tokens_per_second, base.tokens_per_second),
                       ratio(m.decode_ms_per_token, base.decode_ms_per_token),
@@ -114,9 +113,7 @@ io::Table summary_table(const std::vector<ModelLine>& lines) {
   return t;
 }
 
-std::string shorten(const std::string& arch) {
-  return arch.size() <= 24 ? arch : arch.substr(0, 21) + "...";
-}
+std::string shorten(const std::string& arch) { return arch.size() <= 24 ? arch : arch.substr(0, 21) + "..."; }
 
 void print_summary(const std::vector<ModelLine>& lines, const std::string& path) {
   log::info("summary (" + path + ":/summary):");
@@ -126,18 +123,18 @@ void print_summary(const std::vector<ModelLine>& lines, const std::string& path)
     log::info(log::format("%-10s %-24s %6zu %4lld %4lld %10lld %9.4f %10.0f %5.1f%% %10.2f %10.3f %9.0f",
                           m.name.c_str(), shorten(m.arch).c_str(), m.arch.size(),
                           static_cast<long long>(m.attention_layers), static_cast<long long>(m.mlp_layers),
-                          static_cast<long long>(m.parameters), m.validation_loss, m.tokens_per_second,
-                          100 * m.mfu, m.prefill_ms, m.decode_ms_per_token, m.kv_bytes_per_token));
+                          static_cast<long long>(m.parameters), m.validation_loss, m.tokens_per_second, 100 * m.mfu,
+                          m.prefill_ms, m.decode_ms_per_token, m.kv_bytes_per_token));
   const auto& base = lines.back();
   for (size_t i = 0; i + 1 < lines.size(); ++i) {
     const auto& m = lines[i];
-    log::info(log::format("%s vs %s: validation loss %+.4f nats/token, parameters %.3fx, training tokens/s %.2fx, "
-                          "decode latency %.2fx, KV cache %.2fx",
-                          m.name.c_str(), base.name.c_str(), m.validation_loss - base.validation_loss,
-                          ratio(static_cast<double>(m.parameters), static_cast<double>(base.parameters)),
-                          ratio(m.tokens_per_second, base.tokens_per_second),
-                          ratio(m.decode_ms_per_token, base.decode_ms_per_token),
-                          ratio(m.kv_bytes_per_token, base.kv_bytes_per_token)));
+    log::info(log::format(
+        "%s vs %s: validation loss %+.4f nats/token, parameters %.3fx, training tokens/s %.2fx, "
+        "decode latency %.2fx, KV cache %.2fx",
+        m.name.c_str(), base.name.c_str(), m.validation_loss - base.validation_loss,
+        ratio(static_cast<double>(m.parameters), static_cast<double>(base.parameters)),
+        ratio(m.tokens_per_second, base.tokens_per_second), ratio(m.decode_ms_per_token, base.decode_ms_per_token),
+        ratio(m.kv_bytes_per_token, base.kv_bytes_per_token)));
   }
 }
 

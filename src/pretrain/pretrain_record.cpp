@@ -107,7 +107,8 @@ void write_tokenizer_record(const std::string& results_path, const data::ShardTo
   const std::string description = prefix.empty() ? "" : file_bytes(prefix + "_tokenizer.txt", 1 << 16);
   const std::string model = prefix.empty() ? "" : file_bytes(prefix + "_tokenizer.model", 64u << 20);
   io::update_file_atomically(results_path, {"/pretrain/tokenizer"}, [&](hid_t file) {
-    if (H5Lexists(file, "pretrain", H5P_DEFAULT) <= 0) io::H5Group(HNAS_CHECK_H5(H5Gcreate2(file, "pretrain", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+    if (H5Lexists(file, "pretrain", H5P_DEFAULT) <= 0)
+      io::H5Group(HNAS_CHECK_H5(H5Gcreate2(file, "pretrain", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
     const io::H5Group g(HNAS_CHECK_H5(H5Gcreate2(file, "/pretrain/tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
     char fingerprint[17];
     std::snprintf(fingerprint, sizeof fingerprint, "%016llx", static_cast<unsigned long long>(tokenizer.fingerprint));

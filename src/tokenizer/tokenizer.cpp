@@ -141,9 +141,9 @@ std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string>& d
                                                const SentencePieceTraining& o, const std::string& model_prefix) {
   HNAS_CHECK(o.model_type == "bpe" || o.model_type == "unigram", ConfigError,
              "SentencePiece model type must be bpe or unigram, got " << printable(o.model_type));
-  HNAS_CHECK(o.vocab_size >= 300, ConfigError,
-             "a SentencePiece vocabulary needs at least 300 pieces (256 byte pieces and the specials), got "
-                 << o.vocab_size);
+  HNAS_CHECK(
+      o.vocab_size >= 300, ConfigError,
+      "a SentencePiece vocabulary needs at least 300 pieces (256 byte pieces and the specials), got " << o.vocab_size);
   sentencepiece::SetRandomGeneratorSeed(1);
   std::ostringstream args;
   args << "--vocab_size=" << o.vocab_size << " --model_type=" << o.model_type
@@ -161,7 +161,8 @@ std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string>& d
   model.write(serialized.data(), static_cast<std::streamsize>(serialized.size()));
   HNAS_CHECK(model.good(), IoError, "cannot write " << printable(model_path));
   std::ofstream vocab(model_prefix + ".vocab", std::ios::trunc);  // one piece and its score a line, for people
-  for (int id = 0; id < tokenizer->piece_count(); ++id) vocab << tokenizer->piece(id) << "\t" << tokenizer->score(id) << "\n";
+  for (int id = 0; id < tokenizer->piece_count(); ++id)
+    vocab << tokenizer->piece(id) << "\t" << tokenizer->score(id) << "\n";
   return tokenizer;
 }
 

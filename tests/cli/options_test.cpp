@@ -380,8 +380,8 @@ TEST(Options, run_parses_every_stage_from_one_configuration_each_with_only_its_k
                                 "task = memorization\n[mad]\nepochs = 3\n[search]\nnum_layers = 4\n"
                                 "[aggregate]\nclusters = 2\n[extrapolate]\ntarget = 350M\n"
                                 "[pretrain]\ntokens = 4096\n");
-  const auto inv = parse({"run", "--config", config, "--run-dir", "r", "--pretrain.data", shard, "--method",
-                          "stretch", "--search.seed=7"});
+  const auto inv = parse({"run", "--config", config, "--run-dir", "r", "--pretrain.data", shard, "--method", "stretch",
+                          "--search.seed=7"});
   ASSERT_EQ(inv.command, Command::Run);
   ASSERT_EQ(inv.stages.size(), 5u);
   const std::vector<Command> order{Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain,

@@ -474,10 +474,9 @@ TEST(ShardTokenizer, shards_of_another_vocabulary_are_refused_naming_the_keys) {
   TempDir dir;
   hnas::data::write_bin_shard(dir.file("sp.bin"), wide_tokens(100, 200), {4096, 7});
   // Every id is below 257, so only the record can tell that these are not byte tokens.
-  const auto message =
-      message_of<hnas::ConfigError>([&] { hnas::data::open_token_shard(dir.file("sp.bin"), kVocab); });
-  expect_mentions(message, {"sp.bin", "tokenizer of 4096 ids", "vocabulary is 257", "tokens.vocab_size",
-                            "extrapolate.vocab_size"});
+  const auto message = message_of<hnas::ConfigError>([&] { hnas::data::open_token_shard(dir.file("sp.bin"), kVocab); });
+  expect_mentions(
+      message, {"sp.bin", "tokenizer of 4096 ids", "vocabulary is 257", "tokens.vocab_size", "extrapolate.vocab_size"});
 }
 
 TEST(ShardTokenizer, a_dataset_of_two_tokenizers_is_refused) {
@@ -486,8 +485,9 @@ TEST(ShardTokenizer, a_dataset_of_two_tokenizers_is_refused) {
   hnas::data::write_bin_shard(dir.file("two.bin"), wide_tokens(100, 512), {512, 2});
   hnas::data::write_bin_shard(dir.file("plain.bin"), pattern_tokens(100));
   EXPECT_NO_THROW(TokenDataset({dir.file("one.bin"), dir.file("plain.bin")}, 512));
-  const auto message =
-      message_of<hnas::ConfigError>([&] { TokenDataset({dir.file("one.bin"), dir.file("two.bin")}, 512); });
+  const auto message = message_of<hnas::ConfigError>([&] {
+    TokenDataset({dir.file("one.bin"), dir.file("two.bin")}, 512);
+  });
   expect_mentions(message, {"two tokenizers", "one.bin", "two.bin"});
   EXPECT_EQ(TokenDataset({dir.file("plain.bin"), dir.file("one.bin")}, 512).tokenizer().fingerprint, 1u);
 }

@@ -24,10 +24,10 @@ namespace tk = hnas::tokenizer;
 // Sentences of a small English vocabulary with punctuation, numbers and code lines:
 // enough text for a few hundred pieces, the same on every run.
 std::string generated_text(uint64_t seed, int lines) {
-  static const char* words[] = {"the",   "model", "layer",  "attention", "learns", "a",      "token",
-                                "of",    "each",  "search", "finds",     "best",   "MLP",    "with",
-                                "data",  "text",  "and",    "is",        "when",   "which",  "train",
-                                "loss",  "falls", "quickly", "slowly",   "under",  "over",   "many"};
+  static const char* words[] = {"the",  "model", "layer",   "attention", "learns", "a",     "token",
+                                "of",   "each",  "search",  "finds",     "best",   "MLP",   "with",
+                                "data", "text",  "and",     "is",        "when",   "which", "train",
+                                "loss", "falls", "quickly", "slowly",    "under",  "over",  "many"};
   std::mt19937_64 rng(seed);
   std::ostringstream out;
   for (int i = 0; i < lines; ++i) {
