@@ -16,7 +16,11 @@ if [ -f "${prefix}_tokenizer.txt" ] && grep -qx "vocab_size = $vocab" "${prefix}
   echo "prepare_corpus: $prefix shards present (vocab_size $vocab)"
   exit 0
 fi
-sources=$(ls -d /usr/share/doc/python3/html/_sources /usr/share/doc/python3.*/html/_sources 2>/dev/null | head -n 1 || true)
+sources=""
+for candidate in /usr/share/doc/python3/html/_sources /usr/share/doc/python3-doc/html/_sources \
+                 /usr/share/doc/python3.*-doc/html/_sources; do
+  if [ -d "$candidate" ]; then sources="$candidate"; break; fi
+done
 if [ -z "$sources" ]; then
   echo "prepare_corpus: no Python documentation sources under /usr/share/doc; install python3-doc" \
        "(tools/install_deps.sh)" >&2
