@@ -5,6 +5,9 @@
 // document token, as llm.c's and Llama's data do. A tokenizer's fingerprint (fnv1a of
 // its model bytes) is written into every shard, so that training can refuse shards made
 // by another tokenizer than the model's. Rank-local.
+// Link it into tools only, never into a LibTorch target: Debian's libsentencepiece brings
+// libprotobuf, whose static initialisation crashes beside LibTorch's (measured: hnas
+// linked with it segfaults before main), so hnas itself reads only the shards' records.
 #pragma once
 
 #include <cstdint>
