@@ -11,8 +11,8 @@ namespace {
 
 constexpr OnResume kMayChange = OnResume::MayChange;
 
-// hnas run's inference stage times prefill and decoding on this prompt unless another is
-// configured (63 bytes: byte-level token ids, valid in any vocabulary of 256 or more).
+// The inference stage (hnas run, hnas generate --run-dir) times prefill and decoding on
+// this prompt unless another is configured (63 bytes: byte-level token ids, valid in any vocabulary of 256 or more).
 constexpr const char* kTimingPrompt = "The history of the English language begins with the arrival of ";
 
 bool on_tokens(const Settings& s) { return !s.data.empty(); }
@@ -518,12 +518,12 @@ void declare_generate(OptionTable& t, Settings& s) {
 
 void check_generate(Settings& s, Problems& problems) {
   auto& g = s.generate;
-  if (s.command == Command::Run) {  // the inference stage times every pre-trained model
-    if (!g.checkpoint.empty())
-      problems.push_back("generate.checkpoint = " + printable(g.checkpoint) +
-                         ": hnas run times the models it pre-trained; remove generate.checkpoint");
-    if (g.prompt.empty() && s.prompt_tokens.empty()) g.prompt = kTimingPrompt;
-  }
+  if (s.command == Command::Run && !g.checkpoint.empty())  // the inference stage times every pre-trained model
+    problems.push_back("generate.checkpoint = " + printable(g.checkpoint) +
+                       ": hnas run times the models it pre-trained; remove generate.checkpoint");
+  // The inference stage, in hnas run or as hnas generate --run-dir, times one prompt
+  // unless told another: the same figures either way.
+  if (g.checkpoint.empty() && g.prompt.empty() && s.prompt_tokens.empty()) g.prompt = kTimingPrompt;
   for (const auto& word : s.prompt_tokens) {
     char* end = nullptr;
     const long long id = std::strtoll(word.c_str(), &end, 10);

@@ -9,27 +9,12 @@
 set -euo pipefail
 hnas="$1"; make_shards="$2"; mpiexec="$3"; src="$4"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-work=$(mktemp -d "${TMPDIR:-/tmp}/hnas-e2e-pretrain.XXXXXX")
-cleanup() {
-  local status=$?
-  local left
-  left=$(pgrep -f -- "$work" || true)
-  if [ -n "$left" ]; then kill -9 $left 2>/dev/null || true; fi
-  if [ "$status" -eq 0 ]; then rm -rf "$work"; else echo "kept $work for inspection"; fi
-}
-trap cleanup EXIT
+source "$src/tests/e2e/scratch_lib.sh"
+scratch pretrain
 check() { /usr/bin/python3 "$src/tests/e2e/pretrain_check.py" "$@"; }
 fail() { echo "FAIL: $*"; exit 1; }
 
-# Text that does not change with this checkout (the curves below are compared across
-# world sizes within a tolerance, and how far float rounding carries depends on the
-# data): the licence texts every Debian and Ubuntu system has, else the project's docs.
-corpus=(/usr/share/common-licenses/*)
-if [ ! -e "${corpus[0]}" ]; then
-  echo "no /usr/share/common-licenses: training on the project's own text"
-  corpus=("$src"/README.md "$src"/inputs/README.md "$src"/src/*/*.cpp)
-fi
-"$make_shards" --output-prefix "$work/text" --val-fraction 0.1 "${corpus[@]}" >/dev/null
+text_shards "$make_shards" "$work/text" "$src"
 
 # Two 2-layer models of width 32 on 32-token sequences: 40 steps of 8 sequences.
 args=(--arch AAMM AMAM --extrapolate.target=custom --extrapolate.blocks=2 --extrapolate.d_model=32

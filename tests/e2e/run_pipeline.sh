@@ -9,22 +9,13 @@
 set -euo pipefail
 hnas="$1"; make_shards="$2"; mpiexec="$3"; src="$4"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-work=$(mktemp -d "${TMPDIR:-/tmp}/hnas-e2e-run.XXXXXX")
-cleanup() {
-  local status=$?
-  local left
-  left=$(pgrep -f -- "$work" || true)
-  if [ -n "$left" ]; then kill -9 $left 2>/dev/null || true; fi
-  if [ "$status" -eq 0 ]; then rm -rf "$work"; else echo "kept $work for inspection"; fi
-}
-trap cleanup EXIT
+source "$src/tests/e2e/scratch_lib.sh"
+scratch run
 check() { /usr/bin/python3 "$src/tests/e2e/run_check.py" "$@"; }
 fail() { echo "FAIL: $*"; exit 1; }
 show() { grep -v -E '^[0-9TZ:-]+ {3}' "$1" | tail -n "${2:-8}" || true; }
 
-corpus=(/usr/share/common-licenses/*)
-if [ ! -e "${corpus[0]}" ]; then corpus=("$src"/README.md "$src"/inputs/README.md); fi
-"$make_shards" --output-prefix "$work/text" --val-fraction 0.1 "${corpus[@]}" >/dev/null
+text_shards "$make_shards" "$work/text" "$src"
 args=(--config "$src/inputs/ci/run_tiny.ini" --pretrain.data "$work/text_train_000000.bin"
       --pretrain.valid "$work/text_val_000000.bin")
 launch=("$mpiexec" -n 2 --oversubscribe --allow-run-as-root)

@@ -8,21 +8,8 @@ config="$src/inputs/ci/search_tiny.ini"
 # Containers and CI run as root; Open MPI refuses that without both variables.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-# A unique scratch directory: run directories inside it appear in the command lines of
-# this test's processes only.
-work=$(mktemp -d "${TMPDIR:-/tmp}/hnas-e2e-search.XXXXXX")
-cleanup() {
-  local status=$?
-  # Nothing of this test may outlive it (e.g. after a failed check mid-run).
-  local left
-  left=$(pgrep -f -- "$work" || true)
-  if [ -n "$left" ]; then
-    echo "killing leftover processes of this test: $left"
-    kill -9 $left 2>/dev/null || true
-  fi
-  if [ "$status" -eq 0 ]; then rm -rf "$work"; else echo "kept $work for inspection"; fi
-}
-trap cleanup EXIT
+source "$src/tests/e2e/scratch_lib.sh"
+scratch search
 
 # check COMMAND ARGS...: the results checker (system Python: it has h5py and numpy).
 check() { /usr/bin/python3 "$src/tests/e2e/search_check.py" "$@"; }
