@@ -46,6 +46,7 @@ if not pool:
 print(best, random.Random(0).choice(pool))
 PY
 )
+[[ -n "${drawn:-}" ]] || exit 1  # the Python above said why
 echo "cpu_composer: controls: the best candidate $best; drawn with the winner's attention count: $drawn"
 controls=()
 for arch in "$best" "$drawn"; do
