@@ -42,7 +42,8 @@ at::Tensor swiglu(const at::Tensor& gate_up, Kernels kernels) {
 
 at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope,
                             Kernels kernels) {
-  if (kernels == Kernels::Fused && fused::applies_to(qkv)) return fused::causal_attention(qkv, shape, rope);
+  if (kernels == Kernels::Fused && fused::applies_to(qkv) && fused::attention_pays(shape))
+    return fused::causal_attention(qkv, shape, rope);
   return reference::causal_attention(qkv, shape, rope);
 }
 

@@ -15,7 +15,7 @@ namespace hnas::model {
 
 /// Which implementation the model's operations use.
 enum class Kernels {
-  Fused,      ///< hand-written CPU kernels where they apply (CPU float32), else Reference
+  Fused,      ///< hand-written CPU kernels where they apply (CPU float32) and pay (fused::attention_pays), else Reference
   Reference,  ///< plain LibTorch composition everywhere
 };
 
@@ -73,6 +73,11 @@ at::Tensor swiglu(const at::Tensor& gate_up);
 at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope);
 /// True where the fused kernels apply to `t` (CPU, float32).
 bool applies_to(const at::Tensor& t);
+/// True where fused::causal_attention beats the reference on the instruction set the
+/// kernels were built for. Its 16-lane accumulators fit AVX-512's 32 registers; on AVX2
+/// they spill above head_dim 8 and the kernel ran 3-6x slower than the reference
+/// (tools/bench/kernels_bench, AMD EPYC Zen 3).
+bool attention_pays(const AttentionShape& shape);
 }  // namespace fused
 
 }  // namespace hnas::model

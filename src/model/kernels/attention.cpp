@@ -50,6 +50,15 @@ class CausalAttentionFunction : public torch::autograd::Function<CausalAttention
 
 namespace fused {
 
+bool attention_pays(const AttentionShape& shape) {
+#if defined(__AVX512F__)
+  (void)shape;
+  return true;
+#else
+  return shape.head_dim <= 8;
+#endif
+}
+
 at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope) {
   const int64_t H = shape.num_heads, KV = shape.num_kv_heads, D = shape.head_dim;
   HNAS_ASSERT(applies_to(qkv), "fused::causal_attention needs a CPU float32 qkv tensor");
