@@ -8,7 +8,8 @@ Commands come from the ```sh blocks of README.md and inputs/README.md and from t
 seconds long (never a key the command already sets); outputs (runs/, data/) go to a
 temporary directory; the ```python blocks run after the commands, on what they wrote.
 The README's own two commands (quickstart, run_tests) are the job of CI and are skipped
-here, as are commands with placeholders (/path/to/...).
+here, as are commands with placeholders (/path/to/...) and the SLURM job commands, which
+tests/slurm/slurm_jobs.sh runs on its one-node cluster.
 """
 import glob
 import os
@@ -30,7 +31,8 @@ FAST = {
 FAST_SEARCH = {"--search.max_evaluations": "4", "--search.bo_initial": "2"}
 FAST_PRETRAIN = {"--pretrain.tokens": "16384", "--pretrain.eval_every": "0", "--pretrain.val_windows": "4",
                  "--run.threads": "1"}
-SKIP = ("./tools/quickstart.sh", "./tools/run_tests.sh", "/path/to", "cmake ")  # building is the precondition
+# Building is the precondition; the SLURM commands need the cluster that tests/slurm starts.
+SKIP = ("./tools/quickstart.sh", "./tools/run_tests.sh", "/path/to", "cmake ", "sbatch ", "jobs/slurm/")
 
 
 def shell_blocks(path, language):
