@@ -80,8 +80,10 @@ int main(int argc, char** argv) {
   auto wanted = [only](const char* op) { return only == nullptr || std::strcmp(only, op) == 0; };
   torch::manual_seed(0);
   std::printf("threads %d, %d repetitions, best time\n", at::get_num_threads(), reps);
-  const Scale scales[] = {{"search", 32, 128, 128, 16, 4, 8, 352}, {"larger", 8, 256, 512, 8, 4, 64, 1536},
-                          {"mad64", 32, 64, 64, 4, 2, 16, 192},    {"quick", 8, 256, 128, 4, 2, 32, 384}};
+  const Scale scales[] = {{"search", 32, 128, 128, 16, 4, 8, 352},
+                          {"larger", 8, 256, 512, 8, 4, 64, 1536},
+                          {"mad64", 32, 64, 64, 4, 2, 16, 192},
+                          {"quick", 8, 256, 128, 4, 2, 32, 384}};
   for (const Scale& s : scales) {
     if (wanted("rms_norm")) {
       auto weight = torch::ones({s.d_model}).requires_grad_(true);

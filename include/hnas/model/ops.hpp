@@ -15,7 +15,9 @@ namespace hnas::model {
 
 /// Which implementation the model's operations use.
 enum class Kernels {
-  Fused,      ///< hand-written CPU kernels where they apply (CPU float32) and pay (fused::attention_pays), else Reference
+  /// hand-written CPU kernels where they apply (CPU float32) and pay (fused::attention_pays),
+  /// else Reference
+  Fused,
   Reference,  ///< plain LibTorch composition everywhere
 };
 
