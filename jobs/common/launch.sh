@@ -33,6 +33,14 @@ hnas_launch() {
   trap - USR1 TERM
 }
 
+# hnas_default_config FILE ARGS...: sets `config` to (--config FILE) unless ARGS already
+# give a --config, so that the user's one never collides with the script's default.
+hnas_default_config() {
+  local default="$1"; shift
+  config=()
+  [[ " $* " == *" --config "* || " $* " == *" --config="* ]] || config=(--config "$default")
+}
+
 # hnas_finish: the last thing a script does. Exit 75 from hnas means "stopped
 # resumably": the job requeues itself (Slurm) and the rerun resumes from the run
 # directory; any other status is the job's. HNAS_REQUEUE=0 turns the requeue off.
