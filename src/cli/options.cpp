@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "hnas/core/check.hpp"
+#include "hnas/core/deadline.hpp"
 #include "hnas/core/files.hpp"
 #include "option_table.hpp"
 #include "sections.hpp"
@@ -56,6 +57,8 @@ struct Switches {
   bool partial = false;
   std::string config;
   std::string run_dir;
+  std::string deadline;
+  int plan_ranks = 0;
 };
 
 // One table of the keys `s.command` reads, section by section.
@@ -132,6 +135,12 @@ po::options_description describe(const OptionTable& table, Command command, Swit
   d.add_options()("help,h", po::bool_switch(&switches.help), "print this help");
   d.add_options()("config", po::value<std::string>(&switches.config), "INI file with any of the keys below");
   d.add_options()("dry-run", po::bool_switch(&switches.dry_run), "validate, print the plan, train and write nothing");
+  d.add_options()("ranks", po::value<int>(&switches.plan_ranks),
+                  "with --dry-run: plan for this many ranks (default: this job's)");
+  d.add_options()("deadline", po::value<std::string>(&switches.deadline),
+                  "stop with exit code 75 before this time: 2026-12-03T18:00:00 (local; Z or +01:00 for a zone), "
+                  "@UNIX_SECONDS, or a duration from now (3600, 90m, 1.5h, 1:30:00, 1-12:00:00); none: no deadline. "
+                  "Default: the end of the SLURM job (SLURM_JOB_END_TIME), if any");
   if (command == Command::Search)
     d.add_options()("run-dir", po::value<std::string>(&switches.run_dir),
                     "run directory (results.h5); rerunning on it resumes");
@@ -294,10 +303,24 @@ Invocation parse_command(Command command, const std::vector<std::string>& args, 
 std::vector<Invocation> pipeline_stages(const pipeline::JobOptions& run) {
   std::vector<std::string> args{"--run-dir", run.run_dir};
   if (run.dry_run) args.push_back("--dry-run");
+  if (run.plan_ranks > 0) args.insert(args.end(), {"--ranks", std::to_string(run.plan_ranks)});
   std::vector<Invocation> stages;
   for (auto command : {Command::Search, Command::Aggregate, Command::Extrapolate, Command::Pretrain, Command::Generate})
     stages.push_back(parse_command(command, args, &run.effective_ini));
   return stages;
+}
+
+// --deadline, or else the SLURM job's end; "none" for neither.
+void resolve_deadline(const std::string& text, pipeline::JobOptions& job) {
+  const auto unix_seconds = [](WallTime t) { return std::chrono::duration<double>(t.time_since_epoch()).count(); };
+  if (text == "none") return;
+  if (!text.empty()) {
+    job.deadline_unix = unix_seconds(parse_deadline(text, std::chrono::system_clock::now()));
+    job.deadline_source = "--deadline " + printable(text);
+  } else if (const auto end = slurm_job_end_time()) {
+    job.deadline_unix = unix_seconds(*end);
+    job.deadline_source = "the SLURM job's end, SLURM_JOB_END_TIME";
+  }
 }
 
 // `recorded_config`: read this recorded configuration (keys of other commands or hnas
@@ -348,6 +371,11 @@ Invocation parse_command(Command command, const std::vector<std::string>& args, 
   invocation.job = s.job;
   invocation.job.run_dir = switches.run_dir;
   invocation.job.dry_run = switches.dry_run;
+  resolve_deadline(switches.deadline, invocation.job);
+  HNAS_CHECK(switches.plan_ranks >= 0, ConfigError, "--ranks must be at least 1, got " << switches.plan_ranks);
+  HNAS_CHECK(switches.plan_ranks == 0 || switches.dry_run, ConfigError,
+             "--ranks plans a job of that size and is for --dry-run only; launch the ranks with mpirun or srun");
+  invocation.job.plan_ranks = switches.plan_ranks;
   invocation.job.effective_ini = table.effective_ini();
   invocation.job.keys_free_on_resume = table.keys_free_on_resume();
   for (const auto& key : table.keys()) invocation.job.key_defaults[key.key] = key.default_value;

@@ -240,6 +240,10 @@ void declare_run(OptionTable& t, Settings& s) {
          "seconds a rank may wait for a peer inside training (a step's or an evaluation's collectives) before the "
          "job ends, naming the rank and the wait (0: wait forever)",
          kMayChange);
+  t.real("run.deadline_margin", &job.deadline_margin, Range::at_least(0),
+         "seconds kept free before the deadline (--deadline, or SLURM_JOB_END_TIME) for the final write: work "
+         "that would end later is not started, and the job stops there with exit code 75",
+         kMayChange);
 }
 
 void check_run(Settings& s, Problems&) {
@@ -476,6 +480,14 @@ void declare_pretrain(OptionTable& t, Settings& s) {
   t.integer("pretrain.seed", &p.seed, Range::at_least(0), "initialisation and data-order seed");
   t.real("pretrain.peak_tflops", &p.peak_tflops, Range::at_least(0),
          "peak TFLOP/s of one rank's device for MFU (0: a known GPU's from a table, else measured)", kMayChange);
+  t.real("pretrain.write_gbps", &p.write_gbps, Range::above(0),
+         "checkpoint write bandwidth (GB/s) the plan and the deadline assume until a write has been timed", kMayChange);
+  t.real("pretrain.device_memory_gb", &p.device_memory_gb, Range::at_least(0),
+         "memory of one rank's device (GB) that the plan's per-rank memory must fit (0: the GPU's own; on the "
+         "CPU the node's available memory over its ranks)",
+         kMayChange);
+  t.real("pretrain.plan_mfu", &p.plan_mfu, Range::open_closed(0, 1),
+         "model FLOPs utilisation the plan's time estimate assumes", kMayChange);
   t.flag("pretrain.overlap", &p.overlap, "reduce gradient buckets during the backward pass (false: after it)",
          kMayChange);
   t.real("pretrain.bucket_mb", &p.bucket_mb, Range::above(0), "bucket size of the overlapped reduction (MB)",

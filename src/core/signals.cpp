@@ -3,6 +3,8 @@
 
 #include <csignal>
 
+#include "hnas/core/deadline.hpp"
+
 namespace hnas {
 namespace {
 
@@ -25,7 +27,7 @@ void install_stop_signal_handlers() {
   sigaction(SIGUSR1, &action, nullptr);
 }
 
-bool stop_requested() { return g_stop != 0; }
+bool stop_requested() { return g_stop != 0 || deadline_passed(); }
 int stop_signal_number() { return g_signal; }
 void request_stop() { g_stop = 1; }
 void reset_stop_request() {

@@ -121,6 +121,7 @@ std::unique_ptr<GradientReducer> make_mpi_reducer(const Communicator& team) {
 bool nccl_built() { return false; }
 
 std::string cuda_device_name(int) { return ""; }
+int64_t cuda_device_memory_bytes(int) { return -1; }
 
 std::unique_ptr<GradientReducer> make_nccl_reducer(const Communicator&, int, double) {
   throw ConfigError("this hnas was built without NCCL: rebuild with -DHNAS_WITH_NCCL=ON (needs CUDA and NCCL)");

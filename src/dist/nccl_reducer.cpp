@@ -262,6 +262,12 @@ std::string cuda_device_name(int device) {
   return properties.name;
 }
 
+int64_t cuda_device_memory_bytes(int device) {
+  cudaDeviceProp properties{};
+  if (cudaGetDeviceProperties(&properties, device) != cudaSuccess) return -1;
+  return static_cast<int64_t>(properties.totalGlobalMem);
+}
+
 std::unique_ptr<GradientReducer> make_nccl_reducer(const Communicator& team, int device, double timeout_seconds) {
   return std::make_unique<NcclReducer>(team, device, timeout_seconds);
 }

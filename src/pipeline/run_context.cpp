@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "hnas/core/check.hpp"
+#include "hnas/core/deadline.hpp"
 #include "hnas/core/log.hpp"
 #include "hnas/core/process.hpp"
 #include "hnas/dist/gradient_reducer.hpp"
@@ -46,7 +47,7 @@ RunContext::RunContext(JobOptions options) : options_(std::move(options)), world
   train::set_compute_threads(threads_);
   provenance_ = job_provenance(options_, world_);
   dist::agree_on_errors(world_, [&] {
-    if (options_.cuda) {
+    if (options_.cuda && !options_.dry_run) {  // a dry run plans GPU jobs on a login node
       HNAS_CHECK(torch::cuda::is_available(), ConfigError,
                  "run.device = cuda, but LibTorch sees no CUDA device (a CPU build of LibTorch, or no GPU here)");
       HNAS_CHECK(world_.size() == 1 || dist::nccl_built(), ConfigError,
@@ -54,6 +55,20 @@ RunContext::RunContext(JobOptions options) : options_(std::move(options)), world
       gpu_ = node_rank_ % static_cast<int>(torch::cuda::device_count());
     }
   });
+  // Rank 0's clock and environment decide, so that every rank stops at the same step.
+  double deadline = options_.deadline_unix;
+  world_.broadcast(&deadline, sizeof deadline, 0);
+  if (deadline > 0) {
+    const WallTime end(std::chrono::duration_cast<WallTime::duration>(std::chrono::duration<double>(deadline)));
+    set_deadline(end, options_.deadline_margin);
+    log::info(log::format(
+        "deadline %s (%s, in %s): work that would end less than %.3g s before it is not started; "
+        "the job then stops with exit code 75",
+        format_wall_time(end).c_str(), options_.deadline_source.c_str(),
+        log::format_duration(seconds_before_deadline() + options_.deadline_margin).c_str(), options_.deadline_margin));
+  } else {
+    clear_deadline();
+  }
 }
 
 void RunContext::hold_run_directory() const {

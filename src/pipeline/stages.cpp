@@ -2,6 +2,7 @@
 #include <filesystem>
 
 #include "hnas/core/check.hpp"
+#include "hnas/core/deadline.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/core/log.hpp"
 #include "hnas/core/signals.hpp"
@@ -116,6 +117,8 @@ class PretrainStage final : public Stage {
     pretrain::PretrainJob job;
     set_placement(job, context);
     set_run_directory(job, context);
+    job.cuda = context.options().cuda;
+    job.plan_ranks = context.plan_ranks();
     job.config = own_.effective_ini;
     return job;
   }
@@ -188,11 +191,11 @@ int run_stages(RunContext& context, const std::vector<std::unique_ptr<Stage>>& s
     // cli requires --run-dir for every command whose stages keep output there.
     HNAS_ASSERT(!stage->needs_run_dir() || !context.run_dir().empty(),
                 "stage " << stage->name() << " needs a run directory and the job has none");
-    // A stop signal that came between two stages (or to one rank only) ends the job here:
-    // every stage before is durable, and the rerun starts with this one.
+    // A stop signal that came between two stages (or to one rank only), or the deadline,
+    // ends the job here: every stage before is durable, and the rerun starts with this one.
     if (i > 0 && context.world().all_reduce_max(stop_requested() ? 1 : 0) != 0) {
-      log::info(std::string("stopped by a signal before stage ") + stage->name() +
-                "; rerun the same command to continue (exit code 75)");
+      log::info(std::string("stopped by ") + (deadline_passed() ? "the deadline" : "a signal") + " before stage " +
+                stage->name() + "; rerun the same command to continue (exit code 75)");
       return kExitResumable;
     }
     if (stage->complete(context)) {

@@ -33,6 +33,7 @@ void CheckpointWriter::write(const Checkpoint& c) {
   const auto start = std::chrono::steady_clock::now();
   write_checkpoint(dir_, c, keep_);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  last_write_seconds_ = seconds;
   int64_t bytes = 0;
   for (const auto* list : {&c.weights, &c.exp_avg, &c.exp_avg_sq})
     for (const auto& t : *list) bytes += t.tensor.numel() * static_cast<int64_t>(t.tensor.element_size());

@@ -9,6 +9,7 @@
 // Rank-local: the rank that checkpoints (a team's rank 0).
 #pragma once
 
+#include <atomic>
 #include <exception>
 #include <string>
 #include <thread>
@@ -35,6 +36,8 @@ class CheckpointWriter {
   void wait();
   /// Whether writes go on in the background (HDF5 is thread-safe).
   bool background() const { return background_; }
+  /// Seconds the last finished write took (0 before the first). Thread-safe.
+  double last_write_seconds() const { return last_write_seconds_; }
 
  private:
   void write(const Checkpoint& checkpoint);
@@ -45,6 +48,7 @@ class CheckpointWriter {
   bool background_;
   std::thread worker_;
   std::exception_ptr error_;
+  std::atomic<double> last_write_seconds_{0};
 };
 
 }  // namespace hnas::pretrain

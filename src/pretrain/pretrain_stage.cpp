@@ -12,6 +12,7 @@
 #include "checkpoint_writer.hpp"
 #include "gradient_buckets.hpp"
 #include "hnas/core/check.hpp"
+#include "hnas/core/deadline.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/core/hash.hpp"
 #include "hnas/core/log.hpp"
@@ -26,6 +27,7 @@
 #include "hnas/model/hybrid_model.hpp"
 #include "hnas/pretrain/checkpoint.hpp"
 #include "hnas/pretrain/pretrain.hpp"
+#include "hnas/pretrain/resources.hpp"
 #include "hnas/train/fused_adamw.hpp"
 #include "hnas/train/metrics.hpp"
 #include "hnas/train/throughput.hpp"
@@ -302,7 +304,16 @@ int train_one(const ModelSpec& spec, const Shared& s) {
   CheckpointWriter writer(checkpoint_dir, o.keep_checkpoints, "pretrain " + spec.name);
   if (!writer.background())
     log::info("pretrain " + spec.name + ": this HDF5 is not thread-safe; checkpoints are written while training waits");
+  // How long a checkpoint takes, for the deadline: assumed from its bytes until timed.
+  double copy_seconds = 0;
+  const double assumed_write_seconds = static_cast<double>(checkpoint_bytes(params.total)) / (o.write_gbps * 1e9);
+  const auto checkpoint_seconds = [&] {
+    const double written = writer.last_write_seconds();
+    return copy_seconds + (written > 0 ? written : assumed_write_seconds);
+  };
+  double validation_seconds = 0;
   const auto write_state = [&](int64_t steps_done, bool synchronous) {
+    const auto copy_start = Clock::now();
     Checkpoint c;
     optimizer->collect_moments(c.exp_avg, c.exp_avg_sq);  // collective when sharded
     if (world.rank() != 0) return;
@@ -321,6 +332,7 @@ int train_one(const ModelSpec& spec, const Shared& s) {
     record.steps = steps_done;
     record.tokens = tokens;
     record.wall_seconds = c.wall_seconds;
+    copy_seconds = seconds_since(copy_start);
     writer.start(std::move(c));
     if (synchronous) writer.wait();
     s.record(spec, record, fingerprint);
@@ -329,6 +341,20 @@ int train_one(const ModelSpec& spec, const Shared& s) {
   model->train();
   while (step < plan.steps) {
     int64_t stop = stop_requested() ? 1 : 0;
+    // The next step, its evaluation and checkpoint if due, and the checkpoint a stop
+    // writes must all end before the deadline less its margin; else stop now.
+    const int64_t next = step + 1;
+    const bool evaluation_next = (o.eval_every > 0 && next % o.eval_every == 0) || next == plan.steps;
+    const bool checkpoint_next = o.checkpoint_every > 0 && next % o.checkpoint_every == 0;
+    const double next_seconds = ema_step_seconds + (evaluation_next ? validation_seconds : 0) +
+                                checkpoint_seconds() * (checkpoint_next ? 2 : 1);
+    if (!stop && would_miss_deadline(next_seconds)) {
+      log::info(
+          log::format("pretrain %s: step %ld, with its evaluation and checkpoint, would take %.3g s; %.3g s "
+                      "are left before the deadline less its margin: stopping",
+                      spec.name.c_str(), static_cast<long>(next), next_seconds, seconds_before_deadline()));
+      stop = 1;
+    }
     if (world.size() > 1) stop = world.all_reduce_max(stop);
     if (stop) {
       dist::agree_on_errors(world, [&] { write_state(step, true); });
@@ -398,7 +424,9 @@ int train_one(const ModelSpec& spec, const Shared& s) {
                       log::format_duration(ema_step_seconds * static_cast<double>(plan.steps - step)).c_str()));
     }
     if ((o.eval_every > 0 && step % o.eval_every == 0) || last) {
+      const auto validation_start = Clock::now();
       const double v = validation_loss(model, s);
+      validation_seconds = seconds_since(validation_start);
       record.validation.push_back({step, tokens, v});
       log::info(log::format("pretrain %s eval step %ld | validation loss %.4f", spec.name.c_str(),
                             static_cast<long>(step), v));
@@ -526,6 +554,7 @@ int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
               (o.team_per_model ? log::format(", world ranks %d-%d", static_cast<int>(i) * team_size,
                                               static_cast<int>(i + 1) * team_size - 1)
                                 : ""));
+  dist::agree_on_errors(world, [&] { report_plan(o, job, in.specs); });
   if (job.dry_run) return kExitOk;
 
   // One team per model, or the whole world for every model in turn.

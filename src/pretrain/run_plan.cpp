@@ -161,11 +161,15 @@ void check_identity(const Checkpoint& c, const std::map<std::string, std::string
 
 // The ranks per model: the world, or its share when every model has its own team.
 int team_size_of(const PretrainOptions& o, const dist::Communicator& world, size_t models) {
-  if (!o.team_per_model) return world.size();
-  HNAS_CHECK(models > 0 && world.size() % static_cast<int>(models) == 0, ConfigError,
+  return team_size_for(o, world.size(), models);
+}
+
+int team_size_for(const PretrainOptions& o, int ranks, size_t models) {
+  if (!o.team_per_model) return ranks;
+  HNAS_CHECK(models > 0 && ranks % static_cast<int>(models) == 0, ConfigError,
              "pretrain.team_per_model = true needs a number of ranks divisible by the "
-                 << models << " models; this job has " << world.size());
-  return world.size() / static_cast<int>(models);
+                 << models << " models; this job has " << ranks);
+  return ranks / static_cast<int>(models);
 }
 
 }  // namespace hnas::pretrain

@@ -39,6 +39,16 @@ Plan make_plan(const PretrainOptions& o, int team_size);
 /// The ranks per model: the world, or its share with pretrain.team_per_model. Throws
 /// ConfigError when the world does not divide into one team per model.
 int team_size_of(const PretrainOptions& o, const dist::Communicator& world, size_t models);
+/// The same for a world of `ranks`.
+int team_size_for(const PretrainOptions& o, int ranks, size_t models);
+
+/// Prints the plan of training `specs` (rank 0's log): per model its parameters, steps,
+/// FLOPs, the time at the peak and pretrain.plan_mfu, its memory per rank with and
+/// without ZeRO-1, and its checkpoint's size and write time; then the whole job's time.
+/// Throws ConfigError when a model would not fit a rank's memory (pretrain.device_memory_gb,
+/// the GPU's, or the node's available memory over its ranks), naming the keys to change.
+/// Rank-local (every rank computes the same); call it inside agree_on_errors.
+void report_plan(const PretrainOptions& o, const PretrainJob& job, const std::vector<ModelSpec>& specs);
 
 /// What a checkpoint must match to be resumed, key by key (the key is named in the refusal).
 std::map<std::string, std::string> identity_of(const ModelSpec& spec, const PretrainOptions& o, const Plan& plan,

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "hnas/core/check.hpp"
+#include "hnas/core/deadline.hpp"
 #include "hnas/core/error.hpp"
 #include "hnas/core/log.hpp"
 #include "hnas/core/signals.hpp"
@@ -50,7 +51,7 @@ Coordinator::Coordinator(const SearchOptions& options, std::unique_ptr<search::S
 
 /// The next evaluation for `team`, or nullopt (nothing can start now, or stopping).
 std::optional<Assignment> Coordinator::next(int team) {
-  if (stopping_) return std::nullopt;
+  if (stopping()) return std::nullopt;
   Assignment a;
   a.kind = AssignmentKind::Evaluate;
   a.request.team = team;
@@ -66,6 +67,16 @@ std::optional<Assignment> Coordinator::next(int team) {
   }
   a.request.proposal = pending_.at(a.request.candidate_id);
   a.request.fidelity = strategy_->fidelity(a.request.proposal.rung);
+  const double expected = expected_seconds(a.request.proposal.rung);
+  if (would_miss_deadline(expected)) {  // it runs on resume, as after a stop
+    requeue_.push_front(a.request.candidate_id);
+    out_of_time_ = true;
+    log::info(
+        log::format("search: the next evaluation (about %.1f s) would not end before the deadline less its "
+                    "margin (%.1f s left); the running ones finish, then the state is saved",
+                    expected, seconds_before_deadline()));
+    return std::nullopt;
+  }
   running_[team] = a.request.candidate_id;
   return a;
 }
@@ -101,8 +112,8 @@ void Coordinator::poll() {
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     const int leader = *it, team = leader / team_size_;
     std::optional<Assignment> assignment = next(team);
-    if (!assignment && (stopping_ || all_done())) {
-      assignment = Assignment{stopping_ ? AssignmentKind::Stop : AssignmentKind::Finish, {}};
+    if (!assignment && (stopping() || all_done())) {
+      assignment = Assignment{stopping() ? AssignmentKind::Stop : AssignmentKind::Finish, {}};
       leaders_.erase(leader);
     }
     if (!assignment) {
@@ -122,13 +133,25 @@ void Coordinator::begin_stop() {
     if (team != 0) world_.send(std::string(1, '\0'), team * team_size_, kTagStopNotice);
 }
 
+// The mean wall time of the evaluations done at `rung`, else of all done; 0 before any.
+double Coordinator::expected_seconds(int rung) const {
+  double at_rung = 0, all = 0;
+  int64_t n_rung = 0, n_all = 0;
+  for (const auto& r : record_.results()) {
+    all += r.seconds, ++n_all;
+    if (r.rung == rung) at_rung += r.seconds, ++n_rung;
+  }
+  if (n_rung > 0) return at_rung / static_cast<double>(n_rung);
+  return n_all > 0 ? all / static_cast<double>(n_all) : 0;
+}
+
 void Coordinator::finish() {
-  record_.set_status(stopping_ ? SearchStatus::Stopped : SearchStatus::Completed);
+  record_.set_status(stopping() ? SearchStatus::Stopped : SearchStatus::Completed);
   report_rank_correlations();
   save();
   const double wall = std::chrono::duration<double>(Clock::now() - start_).count();
   log::info(log::format("search %s: %zu evaluations in %s; results.h5 written %ld times, %.3f s = %.3f%% of wall time",
-                        stopping_ ? "stopped" : "complete", record_.results().size(),
+                        stopping() ? "stopped" : "complete", record_.results().size(),
                         log::format_duration(wall).c_str(), static_cast<long>(saves_), save_seconds_,
                         100.0 * save_seconds_ / std::max(wall, 1e-9)));
   if (const auto* best = best_result())

@@ -42,7 +42,8 @@ class Coordinator {
   Coordinator(const SearchOptions& options, std::unique_ptr<search::Strategy> strategy, SearchRecord record,
               std::string results_path, const dist::Communicator& world, int team_size);
 
-  bool stopping() const { return stopping_; }
+  /// Stopped by a signal, or out of time before the deadline: no more work is handed out.
+  bool stopping() const { return stopping_ || out_of_time_; }
   const SearchRecord& record() const { return record_; }
 
   /// The next evaluation for `team`, or nullopt (nothing can start now, or stopping).
@@ -77,6 +78,9 @@ class Coordinator {
 
   void report(const CandidateResult& r);
 
+  // The mean wall time of the evaluations done at `rung`, else of all done; 0 before any.
+  double expected_seconds(int rung) const;
+
   // Rewrites results.h5 when the time since the last write is long enough to keep writes
   // below options.results_overhead of the wall time.
   void maybe_save();
@@ -101,6 +105,7 @@ class Coordinator {
   std::set<int> leaders_;                        // leaders not yet released
   int64_t next_id_ = 0;
   bool stopping_ = false;
+  bool out_of_time_ = false;  // the next evaluation would not end before the deadline
   double evaluation_seconds_ = 0;
 
   std::chrono::steady_clock::time_point last_save_end_;

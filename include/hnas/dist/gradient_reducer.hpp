@@ -94,6 +94,9 @@ bool nccl_built();
 /// has no CUDA runtime (it comes with NCCL). Rank-local.
 std::string cuda_device_name(int device);
 
+/// The CUDA device's memory in bytes, or -1 when this build has no CUDA runtime. Rank-local.
+int64_t cuda_device_memory_bytes(int device);
+
 /// NCCL over CUDA tensors on `device` (this rank's GPU; cudaSetDevice is called here).
 /// Collective over `team`: team rank 0 creates the ncclUniqueId and broadcasts it over
 /// MPI. NCCL errors, including asynchronous ones and a collective that makes no progress

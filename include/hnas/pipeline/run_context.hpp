@@ -27,7 +27,15 @@ struct JobOptions {
   double stall_timeout = 0;   ///< seconds a rank may wait for a peer inside training before the job ends (0: forever)
   std::string run_dir;        ///< empty for commands without one (evaluate)
   bool dry_run = false;       ///< validate and print the plan; train and write nothing
-  std::string effective_ini;  ///< every key with its effective value, re-loadable
+  /// The walltime deadline (Unix seconds; 0: none), from --deadline or SLURM_JOB_END_TIME,
+  /// and where it came from; stages stop with exit 75 `deadline_margin` seconds before it.
+  double deadline_unix = 0;
+  std::string deadline_source;
+  double deadline_margin = 60;
+  /// --ranks: the world a dry run plans for (0: this job's). A dry run with run.device =
+  /// cuda plans for GPUs without needing one.
+  int plan_ranks = 0;
+  std::string effective_ini;                        ///< every key with its effective value, re-loadable
   std::vector<std::string> keys_free_on_resume;     ///< keys a resumed run may change
   std::map<std::string, std::string> key_defaults;  ///< every key's default, as INI text
 };
@@ -35,7 +43,8 @@ struct JobOptions {
 class RunContext {
  public:
   /// Collective over MPI_COMM_WORLD (MPI must be running): sets this rank's log prefix,
-  /// thread count and GPU. Problems throw CollectiveError on every rank.
+  /// thread count and GPU, and every rank's deadline to rank 0's. Problems throw
+  /// CollectiveError on every rank.
   explicit RunContext(JobOptions options);
   ~RunContext();
   RunContext(const RunContext&) = delete;
@@ -49,6 +58,8 @@ class RunContext {
   const JobOptions& options() const { return options_; }
   const std::string& run_dir() const { return options_.run_dir; }
   bool dry_run() const { return options_.dry_run; }
+  /// The ranks a plan is made for: --ranks on a dry run, else the world's.
+  int plan_ranks() const { return options_.plan_ranks > 0 ? options_.plan_ranks : world_.size(); }
   /// Versions, host, start time, world size and the configuration text.
   const io::Provenance& provenance() const { return provenance_; }
 

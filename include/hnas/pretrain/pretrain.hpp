@@ -51,6 +51,13 @@ struct PretrainOptions {
   int64_t keep_checkpoints = 2;
   uint64_t seed = 0;
   double peak_tflops = 0;  ///< per rank; 0: the GPU's from a table, or sgemm measured on the CPU
+  /// Write bandwidth of the checkpoint file system (GB/s), assumed by the plan and by the
+  /// deadline until a checkpoint write has been timed.
+  double write_gbps = 1.0;
+  /// Memory of one rank's device (GB) the plan checks against; 0: the GPU's own, or on the
+  /// CPU this node's available memory shared by its ranks (unchecked where unknown).
+  double device_memory_gb = 0;
+  double plan_mfu = 0.4;  ///< the MFU the plan's time estimate assumes
   /// Data parallelism: reduce gradient buckets during the backward pass (else after it).
   bool overlap = true;
   double bucket_mb = 25;         ///< bucket size for the overlapped reduction
@@ -70,6 +77,8 @@ struct PretrainJob {
   double stall_timeout = 0;
   std::string run_dir;
   bool dry_run = false;
+  bool cuda = false;   ///< run.device = cuda (a dry run plans for it without a GPU: gpu is -1 then)
+  int plan_ranks = 1;  ///< the ranks the plan is made for (--ranks on a dry run, else the world's)
   std::function<void()> hold_run_directory;
   std::string config;
 };
