@@ -3,12 +3,16 @@
 
 #include <boost/program_options.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
 #include "hnas/core/check.hpp"
 #include "hnas/core/deadline.hpp"
 #include "hnas/core/files.hpp"
+#include "hnas/core/log.hpp"
+#include "hnas/extrapolate/extrapolate.hpp"
+#include "hnas/extrapolate/extrapolate_stage.hpp"
 #include "option_table.hpp"
 #include "sections.hpp"
 
@@ -431,6 +435,34 @@ Invocation parse_command_line(int argc, const char* const* argv) {
       "\"; the commands are evaluate, search, aggregate, extrapolate, pretrain, generate and run (hnas --help)");
 }
 
+namespace {
+
+// hnas run --dry-run plans pre-training before a winner exists: the target's baseline and
+// the extrapolations of the all-attention and all-MLP sources of the search's depth,
+// whose parameters, FLOPs and memory bound those of any winner of the same depth.
+pretrain::PretrainOptions planned_pretraining(const std::vector<Invocation>& parts) {
+  const auto& strategy = parts[0].search.strategy;
+  const auto& extrapolation = parts[2].extrapolate;
+  auto o = parts[3].pretrain;
+  o.target = extrapolation.target;
+  o.archs = {extrapolate::baseline_genome(o.target)};
+  const auto depth = static_cast<size_t>(std::max(strategy.space.num_layers, strategy.target_layers));
+  for (const auto primitive : strategy.space.primitives) {
+    const arch::Genome source(std::vector<arch::Primitive>(depth, primitive));
+    const auto method = extrapolate::resolve_method(extrapolation.method, depth);
+    const auto result = extrapolate::extrapolate(source, method, o.target).result;
+    if (std::find(o.archs.begin(), o.archs.end(), result) == o.archs.end()) o.archs.push_back(result);
+  }
+  log::info(
+      log::format("hnas run --dry-run: the search's plan, then pre-training planned for the %s baseline and "
+                  "the %zu-layer all-attention and all-MLP sources extrapolated to it, which bound the winner's "
+                  "parameters, FLOPs and memory",
+                  o.target.name.c_str(), depth));
+  return o;
+}
+
+}  // namespace
+
 std::vector<std::unique_ptr<pipeline::Stage>> stages_of(const Invocation& invocation) {
   std::vector<std::unique_ptr<pipeline::Stage>> stages;
   const auto& own = invocation.job;
@@ -455,15 +487,18 @@ std::vector<std::unique_ptr<pipeline::Stage>> stages_of(const Invocation& invoca
       break;
     case Command::Run: {
       const auto& parts = invocation.stages;
-      // A dry run plans the search only: the later stages plan from its results.
-      const size_t planned = invocation.job.dry_run ? 1 : parts.size();
-      for (size_t i = 0; i < planned; ++i) {
+      if (invocation.job.dry_run) {  // the search, then pre-training of models that bound the winner
+        for (auto& stage : stages_of(parts[0])) stages.push_back(std::move(stage));
+        stages.push_back(pipeline::make_pretrain_stage(planned_pretraining(parts), parts[3].job));
+        break;
+      }
+      for (size_t i = 0; i < parts.size(); ++i) {
         if (parts[i].command == Command::Generate)
           stages.push_back(pipeline::make_inference_stage(parts[i].generate));
         else
           for (auto& stage : stages_of(parts[i])) stages.push_back(std::move(stage));
       }
-      if (!invocation.job.dry_run) stages.push_back(pipeline::make_summary_stage());
+      stages.push_back(pipeline::make_summary_stage());
       break;
     }
     default:

@@ -45,6 +45,8 @@ class SearchStage final : public Stage {
     search::SearchJob job;
     set_placement(job, context);
     set_run_directory(job, context);
+    job.cuda = context.options().cuda;
+    job.plan_ranks = context.plan_ranks();
     job.provenance = context.provenance();
     job.provenance.config = own_.effective_ini;  // the search's keys only: what a resume compares
     job.keys_free_on_resume = own_.keys_free_on_resume;

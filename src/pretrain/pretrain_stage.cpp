@@ -475,7 +475,7 @@ Inputs read_inputs(const PretrainOptions& o, const PretrainJob& job) {
   job.world->broadcast_string(bytes, 0);
   in.specs = deserialize_specs(bytes);
   dist::agree_on_errors(*job.world, [&] {
-    in.plan = make_plan(o, team_size_of(o, *job.world, in.specs.size()));
+    in.plan = make_plan(o, team_size_for(o, job.plan_ranks, in.specs.size()));  // the world's, or --ranks
     in.data_fingerprint = data::fingerprint_shards(data::all_shard_specs(o.train_paths, o.valid_paths));
   });
   return in;
@@ -540,7 +540,7 @@ int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
     if (world.rank() == 0 && !job.dry_run)
       write_tokenizer_record(results_path(job), dataset->tokenizer(), o.train_paths.front());
   });
-  const int team_size = team_size_of(o, world, in.specs.size());
+  const int team_size = team_size_for(o, job.plan_ranks, in.specs.size());  // the world's but on a dry run
   log::info(
       log::format("hnas pretrain: %zu models, %ld steps of %ld sequences x %ld tokens (%ld tokens each), "
                   "%d ranks x %ld micro-batches of %ld%s, schedule %s, run directory %s",

@@ -103,6 +103,10 @@ std::vector<std::string> objective_task_names(const train::EvaluationOptions& ba
 
 double estimate_evaluation_seconds(const train::EvaluationOptions& base, int64_t num_layers, double flops_per_second) {
   if (flops_per_second <= 0) return 0;
+  return estimate_evaluation_flops(base, num_layers) / flops_per_second;
+}
+
+double estimate_evaluation_flops(const train::EvaluationOptions& base, int64_t num_layers) {
   std::vector<arch::Primitive> layers(static_cast<size_t>(num_layers), arch::Primitive::Mlp);
   for (size_t i = 0; i < layers.size(); i += 2) layers[i] = arch::Primitive::Attention;
   const arch::Genome genome(layers);
@@ -120,7 +124,7 @@ double estimate_evaluation_seconds(const train::EvaluationOptions& base, int64_t
                static_cast<double>(base.mad.epochs * s.num_train * s.input_length());
     }
   }
-  return flops / flops_per_second;
+  return flops;
 }
 
 CandidateResult evaluate_candidate(const train::EvaluationOptions& base, const EvaluationRequest& request,

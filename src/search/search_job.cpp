@@ -236,9 +236,10 @@ Startup start_up(const SearchOptions& o, const SearchJob& job) {
   const auto& evaluation = o.evaluation;
   const bool on_tokens = evaluation.objective == train::Objective::Tokens;
   Startup s;
+  const int ranks = job.plan_ranks > 0 ? job.plan_ranks : world.size();
   dist::agree_on_errors(world, [&] {
-    HNAS_CHECK(world.size() % o.ranks_per_candidate == 0, ConfigError,
-               "search.ranks_per_candidate = " << o.ranks_per_candidate << " does not divide the " << world.size()
+    HNAS_CHECK(ranks % o.ranks_per_candidate == 0, ConfigError,
+               "search.ranks_per_candidate = " << o.ranks_per_candidate << " does not divide the " << ranks
                                                << " ranks of this job; use a multiple of it");
     HNAS_CHECK(on_tokens || evaluation.mad.batch_size >= o.ranks_per_candidate, ConfigError,
                "mad.batch_size = " << evaluation.mad.batch_size << " is smaller than search.ranks_per_candidate");
@@ -295,10 +296,26 @@ void print_plan(const SearchOptions& o, const SearchJob& job) {
       strategy_name(st.kind), static_cast<long>(st.space.num_layers), st.space.primitives.size(),
       feasible ? std::to_string(*feasible).c_str() : log::format("%.3g", space.unconstrained_size()).c_str(),
       static_cast<long>(st.max_evaluations), static_cast<unsigned long>(st.seed)));
-  const int world_size = job.world->size();
+  const int world_size = job.plan_ranks > 0 ? job.plan_ranks : job.world->size();
+  const int teams = static_cast<int>(world_size / o.ranks_per_candidate);
   log::info(log::format("%d ranks in %d teams of %ld; %d threads per rank; objective %s; run directory %s", world_size,
-                        static_cast<int>(world_size / o.ranks_per_candidate), static_cast<long>(o.ranks_per_candidate),
-                        at::get_num_threads(), train::objective_name(o.evaluation.objective), job.run_dir.c_str()));
+                        teams, static_cast<long>(o.ranks_per_candidate), at::get_num_threads(),
+                        train::objective_name(o.evaluation.objective), job.run_dir.c_str()));
+  if (!job.dry_run) return;
+  // The strategy's own estimate: half the sgemm peak on the CPU; none for GPUs.
+  const double flops = estimate_evaluation_flops(o.evaluation, st.space.num_layers);
+  const double per_team = job.gpu >= 0 || job.cuda ? 0
+                                                   : 0.5 * train::measure_cpu_sgemm_flops(512, 3) *
+                                                         static_cast<double>(o.ranks_per_candidate);
+  const double budget = static_cast<double>(st.max_evaluations) * flops;
+  log::info(
+      log::format("plan: an evaluation at full fidelity trains about %.4g FLOPs (a %ld-layer model, half "
+                  "attention); the budget of %ld evaluations at most %.4g FLOPs%s",
+                  flops, static_cast<long>(st.space.num_layers), static_cast<long>(st.max_evaluations), budget,
+                  per_team > 0 ? log::format(", about %s on %d teams at half this CPU's measured sgemm peak",
+                                             log::format_duration(budget / (per_team * teams)).c_str(), teams)
+                                     .c_str()
+                               : ""));
 }
 
 }  // namespace

@@ -46,4 +46,9 @@ std::vector<std::string> objective_task_names(const train::EvaluationOptions& ba
 /// strategy's refusal message; an estimate, not a promise).
 double estimate_evaluation_seconds(const train::EvaluationOptions& base, int64_t num_layers, double flops_per_second);
 
+/// The training FLOPs behind that estimate: 3 x the forward's per token, over every
+/// training token of the objective (each MAD setting's epochs x its lr/wd grid, or the
+/// token objective's steps).
+double estimate_evaluation_flops(const train::EvaluationOptions& base, int64_t num_layers);
+
 }  // namespace hnas::search

@@ -37,11 +37,13 @@ struct SearchOptions {
 struct SearchJob {
   const dist::Communicator* world = nullptr;  ///< every rank of the job
   int gpu = -1;                               ///< this rank's CUDA device, or -1 for the CPU
+  bool cuda = false;                          ///< run.device = cuda (gpu is -1 on a dry run without one)
   int ranks_on_node = 1;                      ///< ranks sharing this rank's node (and its memory)
   double nccl_timeout = 600;                  ///< seconds without NCCL progress before the job aborts
   double stall_timeout = 0;                   ///< seconds a rank may wait for a peer inside training (0: forever)
   std::string run_dir;                        ///< results.h5 lives here (held by the job's lock)
   bool dry_run = false;                       ///< validate and print the plan, write nothing
+  int plan_ranks = 0;                         ///< a dry run's --ranks: plan for so many (0: the world's)
   /// Takes the run directory (pipeline::RunContext::hold_run_directory). Rank 0, after
   /// validation and before results.h5 is read; may be empty (tests).
   std::function<void()> hold_run_directory;
