@@ -44,6 +44,7 @@ at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, 
                             Kernels kernels) {
   if (kernels == Kernels::Fused && fused::applies_to(qkv) && fused::attention_pays(shape))
     return fused::causal_attention(qkv, shape, rope);
+  if (qkv.size(1) > blocked::kAttentionBlock) return blocked::causal_attention(qkv, shape, rope);
   return reference::causal_attention(qkv, shape, rope);
 }
 

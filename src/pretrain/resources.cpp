@@ -10,11 +10,11 @@
 namespace hnas::pretrain {
 namespace {
 
-// Whether the attention of `shape` runs the reference kernel, which keeps its softmax
-// [B x heads, T, T] for the backward (the fused CPU kernel keeps a logsumexp per row).
-bool keeps_scores(const arch::ModelShape& shape, const PretrainOptions& o, bool on_gpu) {
-  if (on_gpu || o.kernels == model::Kernels::Reference) return true;
-  return !model::fused::attention_pays({shape.num_heads, shape.num_kv_heads, shape.head_dim});
+// Whether the attention of `shape` runs the fused CPU kernel, which keeps a logsumexp per
+// row and no scores; else the blocked one (above its block length) or the reference.
+bool runs_fused_attention(const arch::ModelShape& shape, const PretrainOptions& o, bool on_gpu) {
+  return !on_gpu && o.kernels == model::Kernels::Fused &&
+         model::fused::attention_pays({shape.num_heads, shape.num_kv_heads, shape.head_dim});
 }
 
 }  // namespace
@@ -48,11 +48,15 @@ ModelPlan plan_model(const arch::Genome& genome, const arch::ModelShape& shape, 
   // Activations are counted at 4 bytes an element on the GPU too: autocast keeps bf16
   // copies of the matrix products' inputs but float32 for the norms, the softmax and the loss.
   p.memory = train::estimate_training_memory(genome, shape, o.micro_batch, o.seq_len, 4, where.ranks);
-  if (keeps_scores(shape, o, where.on_gpu)) {
-    // The softmax output (float32), and on the GPU its bf16 copy for the value product.
-    const int64_t score_bytes = where.on_gpu ? 6 : 4;
-    p.attention_score_bytes =
-        p.attention_layers * o.micro_batch * shape.num_heads * o.seq_len * o.seq_len * score_bytes;
+  if (p.attention_layers > 0 && !runs_fused_attention(shape, o, where.on_gpu)) {
+    const int64_t rows = o.micro_batch * shape.num_heads;
+    if (o.seq_len > model::blocked::kAttentionBlock)
+      // One block's scores at a time, in its backward: scores, probabilities, their
+      // gradient (float32) and the bf16 copies of both for the products, 16 bytes an element.
+      p.attention_score_bytes = rows * model::blocked::kAttentionBlock * o.seq_len * 16;
+    else
+      // The reference keeps its softmax (float32) per layer, and on the GPU its bf16 copy.
+      p.attention_score_bytes = p.attention_layers * rows * o.seq_len * o.seq_len * (where.on_gpu ? 6 : 4);
     p.memory.activations += p.attention_score_bytes;
   }
   if (where.on_gpu) p.memory.parameters += 2 * p.parameters.total;  // autocast's bf16 copies of the weights

@@ -103,6 +103,20 @@ TEST(PretrainPlan, ScoresGrowWithTheSquareOfTheContext) {
   EXPECT_EQ(plan_model(arch::Genome::parse("AAM"), shape, recipe, one).memory_zero1.total, 0);  // nothing to shard
 }
 
+TEST(PretrainPlan, LongContextsHoldOneBlockOfScores) {
+  auto recipe = small_recipe();
+  recipe.seq_len = 2048;
+  recipe.global_batch = 4;
+  recipe.micro_batch = 1;
+  recipe.tokens = 4 * 2048 * 3;
+  PlanAssumptions where = two_ranks();
+  where.on_gpu = true;
+  const auto plan = plan_model(arch::Genome::parse("AAAM"), small_shape(), recipe, where);
+  // Not 3 layers x 2 heads x 2048^2 x 6 bytes (the reference), but one block of 512
+  // queries against 2048 keys for 2 heads, 16 bytes each.
+  EXPECT_EQ(plan.attention_score_bytes, 1 * 2 * 512 * 2048 * 16);
+}
+
 TEST(PretrainPlan, RefusesWhatCannotFitNamingTheKeys) {
   auto recipe = small_recipe();
   const auto plan = plan_model(arch::Genome::parse("AM"), small_shape(), recipe, two_ranks());

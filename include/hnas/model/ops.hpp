@@ -2,7 +2,8 @@
 // The element-wise-heavy operations of the hybrid model, each in two implementations:
 // `reference::` composes plain LibTorch ops (any device, any dtype; the path for CUDA),
 // `fused::` are hand-written CPU kernels for float32 that make one pass over memory and
-// are wired into autograd. The unqualified functions pick `fused::` when asked to and the
+// are wired into autograd. Attention has a third, `blocked::`, LibTorch ops by blocks of
+// queries for long contexts. The unqualified functions pick `fused::` when asked to and the
 // inputs are CPU float32, and `reference::` otherwise.
 // Rank-local tensor operations; the fused kernels parallelise internally with at::parallel_for.
 #pragma once
@@ -50,7 +51,9 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, K
 /// SiLU(gate) * up, where gate_up = [..., 2 * hidden] holds gate then up.
 at::Tensor swiglu(const at::Tensor& gate_up, Kernels kernels);
 /// Causal self-attention with rotary embedding applied to queries and keys.
-/// qkv: [B, T, (H + 2 KV) * D]; returns [B, T, H * D]. Softmax scale 1/sqrt(D).
+/// qkv: [B, T, (H + 2 KV) * D]; returns [B, T, H * D]. Softmax scale 1/sqrt(D). The fused
+/// kernel where it applies and pays; else, above blocked::kAttentionBlock positions, the
+/// blocked one (memory linear in T); else the reference.
 at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope, Kernels kernels);
 
 /// Causal attention of the new tokens in `qkv` [B, n, (H + 2 KV) * D], at positions
@@ -67,6 +70,21 @@ at::Tensor swiglu(const at::Tensor& gate_up);
 at::Tensor apply_rope(const at::Tensor& x, const RopeTable& rope);
 at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope);
 }  // namespace reference
+
+namespace blocked {
+/// Queries per block of blocked::causal_attention, and the context above which
+/// causal_attention takes it instead of the reference.
+constexpr int64_t kAttentionBlock = 512;
+/// Causal attention that never holds the [T, T] scores: the queries go in blocks of
+/// `block` positions against the keys up to each block's end, the softmax's logsumexp is
+/// kept per row, and the backward pass recomputes each block's probabilities. It keeps
+/// the rotated q and k, v, the output and the logsumexp (linear in T) where the reference
+/// keeps [B x heads, T, T] per layer: the path for long contexts, on CUDA above all. Any
+/// device and dtype: the products in the inputs' dtype (bf16 under autocast), the softmax
+/// and the key and value gradients in float32. Supports autograd.
+at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope,
+                            int64_t block = kAttentionBlock);
+}  // namespace blocked
 
 namespace fused {
 /// Each requires CPU float32 inputs (contiguous or not) and supports autograd.

@@ -39,8 +39,10 @@ struct ModelPlan {
   double seconds = 0;                  ///< total_flops / (ranks x peak x MFU); 0 without a peak
   train::MemoryEstimate memory;        ///< one rank, the AdamW state replicated
   train::MemoryEstimate memory_zero1;  ///< one rank, the AdamW state sharded over the ranks
-  /// Of the activations: the attention scores the reference attention keeps per layer
-  /// ([micro-batch x heads, T, T]; 0 with the fused CPU kernel, which keeps none).
+  /// Of the activations, the attention's scores: the reference keeps its softmax
+  /// [micro-batch x heads, T, T] per layer; above model::blocked::kAttentionBlock positions
+  /// the blocked attention holds one block's [micro-batch x heads, block, T] at a time;
+  /// the fused CPU kernel keeps none (0).
   int64_t attention_score_bytes = 0;
   int64_t checkpoint_bytes = 0;   ///< float32 weights and both AdamW moments
   double checkpoint_seconds = 0;  ///< at options.write_gbps
