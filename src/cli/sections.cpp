@@ -498,6 +498,10 @@ void declare_pretrain(OptionTable& t, Settings& s) {
          "one team of ranks per model, the models trained side by side (false: one after the other)", kMayChange);
   t.choice("pretrain.kernels", &p.kernels, {{"fused", model::Kernels::Fused}, {"reference", model::Kernels::Reference}},
            "fused (hand-written CPU kernels) or reference (plain LibTorch ops)");
+  t.flag("pretrain.recompute", &p.recompute,
+         "activation checkpointing: keep each sublayer's input only and recompute the rest in the backward pass "
+         "(a third more FLOPs, far less memory)",
+         kMayChange);
 }
 
 void check_pretrain(Settings& s, Problems& problems) {

@@ -1,12 +1,61 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hnas/model/hybrid_model.hpp"
 
+#include <ATen/autocast_mode.h>
+
 #include <cmath>
 
 #include "hnas/core/check.hpp"
 #include "sublayer.hpp"
 
 namespace hnas::model {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// One sublayer under activation checkpointing: the forward runs without autograd and
+// keeps only the input; the backward runs it again with autograd (under the autocast
+// state of the forward) and differentiates that. The sublayer and the rotary tables
+// belong to the model, which outlives the step's backward pass.
+struct RecomputedSublayer : public torch::autograd::Function<RecomputedSublayer> {
+  // `parameters` are inputs (a TensorList is flattened into them) so that their gradients
+  // reach them through this node.
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, at::TensorList parameters,
+                               SublayerImpl* layer, const RopeTable* rope) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
+    ctx->saved_data["rope"] = reinterpret_cast<int64_t>(rope);
+    ctx->saved_data["autocast"] = at::autocast::is_enabled();
+    ctx->saved_data["parameters"] = static_cast<int64_t>(parameters.size());
+    return layer->forward(x, SublayerContext{*rope});
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto* layer = reinterpret_cast<SublayerImpl*>(ctx->saved_data["layer"].toInt());
+    const auto* rope = reinterpret_cast<const RopeTable*>(ctx->saved_data["rope"].toInt());
+    const auto x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    const auto parameters = layer->parameters();
+    torch::Tensor out;
+    {
+      const torch::AutoGradMode with_autograd(true);
+      const bool autocast_was = at::autocast::is_enabled();
+      at::autocast::set_enabled(ctx->saved_data["autocast"].toBool());
+      out = layer->forward(x, SublayerContext{*rope});
+      at::autocast::clear_cache();
+      at::autocast::set_enabled(autocast_was);
+    }
+    variable_list inputs{x};
+    inputs.insert(inputs.end(), parameters.begin(), parameters.end());
+    auto computed = torch::autograd::grad({out}, inputs, {grads[0]}, /*retain_graph=*/false, /*create_graph=*/false,
+                                          /*allow_unused=*/true);
+    computed.push_back(torch::autograd::Variable());  // layer
+    computed.push_back(torch::autograd::Variable());  // rope
+    return computed;
+  }
+};
+
+}  // namespace
 
 RmsNormImpl::RmsNormImpl(int64_t dim, double eps, Kernels kernels) : eps_(eps), kernels_(kernels) {
   weight = register_parameter("weight", torch::ones({dim}));
@@ -90,7 +139,13 @@ torch::Tensor HybridModelImpl::forward(const torch::Tensor& tokens) {
   HNAS_CHECK(tokens.dim() == 2, InternalError, "HybridModel expects tokens [batch, seq], got " << tokens.sizes());
   const SublayerContext context{rope_for(tokens.size(1), tokens.device())};
   auto x = embedding_->forward(tokens);
-  for (const auto& layer : *layers_) x = x + layer->as<SublayerImpl>()->forward(x, context);
+  const bool recompute = options_.recompute && torch::GradMode::is_enabled();
+  for (const auto& layer : *layers_) {
+    auto* sublayer = layer->as<SublayerImpl>();
+    const auto parameters = sublayer->parameters();
+    x = x + (recompute ? RecomputedSublayer::apply(x, at::TensorList(parameters), sublayer, &context.rope)
+                       : sublayer->forward(x, context));
+  }
 
   if (options_.shape.backbone == arch::Backbone::AutoEncoder) return decode(x.select(1, -1));
   x = final_norm_->forward(x);

@@ -216,6 +216,7 @@ int train_one(const ModelSpec& spec, const Shared& s) {
   mo.shape.max_seq_len = o.seq_len;
   mo.kernels = s.device.is_cpu() ? o.kernels : model::Kernels::Reference;
   mo.init = model::InitScheme::Llama;
+  mo.recompute = o.recompute;
   mo.seed = derive_seed(o.seed, "pretrain init " + spec.genome.to_string());
   model::HybridModel model(mo);
   model->to(s.device);

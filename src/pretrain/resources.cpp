@@ -43,11 +43,13 @@ ModelPlan plan_model(const arch::Genome& genome, const arch::ModelShape& shape, 
   p.tokens = p.steps * o.global_batch * o.seq_len;
   p.flops_per_token = 3.0 * arch::forward_flops_per_token(genome, shape, o.seq_len);
   p.total_flops = p.flops_per_token * static_cast<double>(p.tokens);
-  if (where.peak_flops > 0) p.seconds = p.total_flops / (where.ranks * where.peak_flops * where.mfu);
+  // Recomputation runs every forward twice: 4/3 of the model FLOPs go through the device.
+  if (where.peak_flops > 0)
+    p.seconds = p.total_flops * (o.recompute ? 4.0 / 3.0 : 1.0) / (where.ranks * where.peak_flops * where.mfu);
 
   // Activations are counted at 4 bytes an element on the GPU too: autocast keeps bf16
   // copies of the matrix products' inputs but float32 for the norms, the softmax and the loss.
-  p.memory = train::estimate_training_memory(genome, shape, o.micro_batch, o.seq_len, 4, where.ranks);
+  p.memory = train::estimate_training_memory(genome, shape, o.micro_batch, o.seq_len, 4, where.ranks, o.recompute);
   if (p.attention_layers > 0 && !runs_fused_attention(shape, o, where.on_gpu)) {
     const int64_t rows = o.micro_batch * shape.num_heads;
     if (o.seq_len > model::blocked::kAttentionBlock)
@@ -56,7 +58,9 @@ ModelPlan plan_model(const arch::Genome& genome, const arch::ModelShape& shape, 
       p.attention_score_bytes = rows * model::blocked::kAttentionBlock * o.seq_len * 16;
     else
       // The reference keeps its softmax (float32) per layer, and on the GPU its bf16 copy.
-      p.attention_score_bytes = p.attention_layers * rows * o.seq_len * o.seq_len * (where.on_gpu ? 6 : 4);
+      // Recomputed, one layer's at a time.
+      p.attention_score_bytes =
+          (o.recompute ? 1 : p.attention_layers) * rows * o.seq_len * o.seq_len * (where.on_gpu ? 6 : 4);
     p.memory.activations += p.attention_score_bytes;
   }
   if (where.on_gpu) p.memory.parameters += 2 * p.parameters.total;  // autocast's bf16 copies of the weights
@@ -77,6 +81,7 @@ void check_plan_fits(const ModelPlan& plan, const PretrainOptions& o, int64_t av
   const auto& need = plan.memory_used(o);
   if (available <= 0 || need.total <= available) return;
   std::string remedies = "lower pretrain.micro_batch (now " + std::to_string(o.micro_batch) + ")";
+  if (!o.recompute) remedies += ", set pretrain.recompute = true (activation checkpointing)";
   if (!o.shard_optimizer && plan.memory_zero1.total > 0)
     remedies += ", set pretrain.shard_optimizer = true (ZeRO-1: " + train::format_bytes(plan.memory_zero1.total) + ")";
   if (plan.attention_score_bytes > need.total / 4)

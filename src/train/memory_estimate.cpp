@@ -158,7 +158,8 @@ std::string MemoryEstimate::describe() const {
 }
 
 MemoryEstimate estimate_training_memory(const arch::Genome& genome, const arch::ModelShape& shape,
-                                        int64_t rows_per_step, int64_t seq_len, int element_bytes, int team_size) {
+                                        int64_t rows_per_step, int64_t seq_len, int element_bytes, int team_size,
+                                        bool recompute) {
   shape.validate();
   HNAS_CHECK(!genome.empty(), ConfigError, "the architecture has no layers");
   HNAS_CHECK(rows_per_step >= 1 && seq_len >= 1, ConfigError,
@@ -179,12 +180,16 @@ MemoryEstimate estimate_training_memory(const arch::Genome& genome, const arch::
   // Per token: the embedding output and every sublayer's saved tensors; the largest
   // backward working set of one sublayer is live at a time.
   int64_t per_token = d;
-  int64_t backward = 0;
+  int64_t backward = 0, largest_saved = 0;
   for (const arch::Primitive p : genome.layers()) {
     const auto layer = layer_activations(p, shape);
-    per_token += layer.saved;
+    // Recomputed: only the sublayer's input is kept; the largest sublayer's own saved
+    // tensors exist again while its backward runs.
+    per_token += recompute ? d : layer.saved;
+    largest_saved = std::max(largest_saved, layer.saved);
     backward = std::max(backward, layer.backward);
   }
+  if (recompute) per_token += largest_saved;
   int64_t elements = 0;
   if (shape.backbone == arch::Backbone::LanguageModel) {
     // Final norm: its input and 1/rms, its output (the head's input); then the logits and

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # hnas pretrain on byte-level shards of licence texts, two tiny models:
 # data-parallel at 2 and 4 ranks equals one rank, with and without the all-reduce
-# overlapped with the backward pass; a SIGTERM and a kill -9 then a resume give the
-# uninterrupted curve bit for bit; a damaged newest checkpoint falls back to the previous
-# one; a checkpoint resumes at another world size; ZeRO-1 gives the unsharded curve and
-# resumes exactly; bad inputs are one line, exit 2.
+# overlapped with the backward pass; activation checkpointing gives the same curves; a
+# SIGTERM and a kill -9 then a resume give the uninterrupted curve bit for bit; a damaged
+# newest checkpoint falls back to the previous one; a checkpoint resumes at another world
+# size; ZeRO-1 gives the unsharded curve and resumes exactly; bad inputs are one line,
+# exit 2.
 #   pretrain.sh HNAS MAKE_SHARDS MPIEXEC SOURCE_DIR
 set -euo pipefail
 hnas="$1"; make_shards="$2"; mpiexec="$3"; src="$4"
@@ -85,6 +86,17 @@ expect 0
 expect_log two "gradients summed in buckets during the backward pass"
 expect_log two-flat "gradients summed after the backward pass"
 check same "$work/two" "$work/two-flat" AAMM 0
+# Activation checkpointing (every sublayer's forward run again in the backward pass):
+# the same arithmetic, so the same curves bit for bit, at one rank and at two with the
+# overlapped reduction (each gradient reaches its bucket once).
+run one-recompute one "$work/one-recompute" --pretrain.recompute=true
+expect 0
+check same "$work/one" "$work/one-recompute" AAMM 0
+check same "$work/one" "$work/one-recompute" AMAM 0
+run two-recompute two "$work/two-recompute" --pretrain.recompute=true
+expect 0
+check same "$work/two" "$work/two-recompute" AAMM 0
+check same "$work/two" "$work/two-recompute" AMAM 0
 # Four ranks, one micro-batch each: the same curve as one rank within float tolerance.
 run four four "$work/four"
 expect 0

@@ -117,6 +117,24 @@ TEST(PretrainPlan, LongContextsHoldOneBlockOfScores) {
   EXPECT_EQ(plan.attention_score_bytes, 1 * 2 * 512 * 2048 * 16);
 }
 
+TEST(PretrainPlan, RecomputationKeepsOnlyTheSublayerInputsAndCostsAThirdMoreTime) {
+  auto recipe = small_recipe();
+  const auto genome = arch::Genome::parse("AMAMAM");
+  const auto kept = plan_model(genome, small_shape(), recipe, two_ranks());
+  recipe.recompute = true;
+  const auto recomputed = plan_model(genome, small_shape(), recipe, two_ranks());
+  // Saved per token: attention 2d + 1 + qkv 64 + out 32 + 2 logsumexps = 163, MLP 2d + 1 +
+  // 3 x 64 = 257; all six: 1260. Recomputed: six inputs of d = 32 and the largest, 257:
+  // 449. 811 fewer for each of 2 x 32 tokens, 4 bytes, plus a quarter for the heap; and
+  // the scores of one attention layer instead of three (2 x 2 x 32 x 32 floats each).
+  EXPECT_EQ(kept.memory.activations - recomputed.memory.activations, 811 * 64 * 4 * 5 / 4 + 2 * (2 * 2 * 32 * 32 * 4));
+  EXPECT_EQ(recomputed.memory.parameters + recomputed.memory.gradients + recomputed.memory.optimizer_state,
+            kept.memory.parameters + kept.memory.gradients + kept.memory.optimizer_state);
+  EXPECT_EQ(recomputed.attention_score_bytes, kept.attention_score_bytes / 3);  // one layer's at a time
+  EXPECT_DOUBLE_EQ(recomputed.total_flops, kept.total_flops);                   // the model's FLOPs
+  EXPECT_DOUBLE_EQ(recomputed.seconds, kept.seconds * 4 / 3);                   // the device's
+}
+
 TEST(PretrainPlan, RefusesWhatCannotFitNamingTheKeys) {
   auto recipe = small_recipe();
   const auto plan = plan_model(arch::Genome::parse("AM"), small_shape(), recipe, two_ranks());
@@ -131,6 +149,7 @@ TEST(PretrainPlan, RefusesWhatCannotFitNamingTheKeys) {
     EXPECT_NE(message.find("the test's memory"), std::string::npos) << message;
     EXPECT_NE(message.find("pretrain.micro_batch (now 2)"), std::string::npos) << message;
     EXPECT_NE(message.find("pretrain.shard_optimizer = true"), std::string::npos) << message;
+    EXPECT_NE(message.find("pretrain.recompute = true"), std::string::npos) << message;
   }
   // Sharded, the same memory fits.
   recipe.shard_optimizer = true;

@@ -55,6 +55,9 @@ struct HybridModelOptions {
   Kernels kernels = Kernels::Fused;
   InitScheme init = InitScheme::Llama;
   uint64_t seed = 0;  ///< initialisation seed: the same seed gives the same weights
+  /// Activation checkpointing: a training forward keeps only each sublayer's input, and the
+  /// backward pass runs the sublayer's forward again (a third more FLOPs) to get the rest.
+  bool recompute = false;
 };
 
 class HybridModelImpl : public torch::nn::Module {

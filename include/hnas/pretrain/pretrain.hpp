@@ -66,6 +66,8 @@ struct PretrainOptions {
   /// rank trains each model in turn).
   bool team_per_model = false;
   model::Kernels kernels = model::Kernels::Fused;
+  /// Activation checkpointing: each sublayer's activations recomputed in the backward pass.
+  bool recompute = false;
 };
 
 /// Where the stage runs (from the pipeline's RunContext).

@@ -38,7 +38,9 @@ struct MemoryEstimate {
 /// update. `rows_per_step` is what one forward of this rank takes: its share of the global
 /// batch divided by the micro-batches. `team_size` > 1 (data parallelism over the MPI
 /// reducer) adds the reducer's flat gradient buffer. Every tensor counts `element_bytes`
-/// per element (4: the CPU float32 path); token ids count 8.
+/// per element (4: the CPU float32 path); token ids count 8. `recompute` (activation
+/// checkpointing, model::HybridModelOptions::recompute) keeps each sublayer's input
+/// instead of its saved tensors, plus the largest sublayer's own while its backward runs.
 ///
 /// Models the fused CPU kernels (model::Kernels::Fused on CPU float32): attention keeps
 /// its packed qkv, output and a logsumexp per row, never the [B, H, T, T] scores, which
@@ -55,7 +57,7 @@ struct MemoryEstimate {
 /// element_bytes or team_size below 1.
 MemoryEstimate estimate_training_memory(const arch::Genome& genome, const arch::ModelShape& shape,
                                         int64_t rows_per_step, int64_t seq_len, int element_bytes = 4,
-                                        int team_size = 1);
+                                        int team_size = 1, bool recompute = false);
 
 /// Bytes this process may still allocate: the least of /proc/meminfo's MemAvailable and,
 /// for its memory cgroup and each ancestor with a limit (cgroup v2 memory.max, v1
