@@ -2,6 +2,7 @@
 #include "hnas/pretrain/resources.hpp"
 
 #include <algorithm>
+#include <vector>
 
 #include "hnas/core/check.hpp"
 #include "hnas/core/log.hpp"
@@ -80,15 +81,22 @@ void check_plan_fits(const ModelPlan& plan, const PretrainOptions& o, int64_t av
                      const std::string& where) {
   const auto& need = plan.memory_used(o);
   if (available <= 0 || need.total <= available) return;
-  std::string remedies = "lower pretrain.micro_batch (now " + std::to_string(o.micro_batch) + ")";
-  if (!o.recompute) remedies += ", set pretrain.recompute = true (activation checkpointing)";
+  std::vector<std::string> remedies;
+  if (o.micro_batch > 1) remedies.push_back("lower pretrain.micro_batch (now " + std::to_string(o.micro_batch) + ")");
+  if (!o.recompute) remedies.push_back("set pretrain.recompute = true (activation checkpointing)");
   if (!o.shard_optimizer && plan.memory_zero1.total > 0)
-    remedies += ", set pretrain.shard_optimizer = true (ZeRO-1: " + train::format_bytes(plan.memory_zero1.total) + ")";
-  if (plan.attention_score_bytes > need.total / 4)
-    remedies += ", or lower pretrain.seq_len (now " + std::to_string(o.seq_len) +
-                "): the attention scores alone take " + train::format_bytes(plan.attention_score_bytes);
+    remedies.push_back("set pretrain.shard_optimizer = true (ZeRO-1: " + train::format_bytes(plan.memory_zero1.total) +
+                       ")");
+  if (remedies.empty() || plan.attention_score_bytes > need.total / 4)
+    remedies.push_back("lower pretrain.seq_len (now " + std::to_string(o.seq_len) + ")" +
+                       (plan.attention_score_bytes > need.total / 4
+                            ? ": the attention scores alone take " + train::format_bytes(plan.attention_score_bytes)
+                            : ""));
+  std::string text;
+  for (size_t i = 0; i < remedies.size(); ++i)
+    text += (i == 0 ? "" : i + 1 == remedies.size() ? ", or " : ", ") + remedies[i];
   throw ConfigError("pre-training " + model + " needs " + need.describe() + " per rank, more than the " +
-                    train::format_bytes(available) + " of " + where + "; " + remedies);
+                    train::format_bytes(available) + " of " + where + "; " + text);
 }
 
 }  // namespace hnas::pretrain

@@ -151,6 +151,21 @@ TEST(PretrainPlan, RefusesWhatCannotFitNamingTheKeys) {
     EXPECT_NE(message.find("pretrain.shard_optimizer = true"), std::string::npos) << message;
     EXPECT_NE(message.find("pretrain.recompute = true"), std::string::npos) << message;
   }
+  // At micro-batch 1, sharded and recomputed, only a shorter context is left to suggest.
+  recipe.micro_batch = 1;
+  recipe.shard_optimizer = true;
+  recipe.recompute = true;
+  const auto least = plan_model(arch::Genome::parse("AM"), small_shape(), recipe, two_ranks());
+  try {
+    check_plan_fits(least, recipe, least.memory_zero1.total - 1, "AM", "the test's memory");
+    FAIL() << "a plan one byte too large was accepted";
+  } catch (const ConfigError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("; lower pretrain.seq_len (now 32)"), std::string::npos) << message;
+    EXPECT_EQ(message.find("micro_batch"), std::string::npos) << message;
+  }
+  recipe.micro_batch = 2;
+  recipe.recompute = false;
   // Sharded, the same memory fits.
   recipe.shard_optimizer = true;
   EXPECT_NO_THROW(check_plan_fits(plan, recipe, plan.memory.total - 1, "AM", "the test's memory"));
