@@ -5,6 +5,8 @@
 # 2. a second such job gets the pre-walltime USR1 (as --signal=B:USR1@N sends it) in the
 #    middle of pre-training, requeues itself on exit 75, resumes and completes with the
 #    first job's results bit for bit (nothing lost, nothing repeated), its log appended;
+#    a 1-minute job without any signal stops before its end (the --deadline launch.sh
+#    takes from squeue), requeues and completes with the uninterrupted results;
 # 3. jobs/slurm/submit_chain.sh submits one stage.sbatch job per stage, chained by
 #    afterok: the same results again; and a chain whose first stage fails cancels the
 #    rest instead of leaving them pending.
@@ -55,6 +57,28 @@ grep -q "exit code 75" "$work/stopped.out" || fail "hnas did not stop resumably"
 grep -q "search: complete in .*; skipped" "$work/stopped.out" || fail "the rerun did not skip the finished stages"
 check complete "$work/stopped"
 check same "$work/whole" "$work/stopped"
+
+# 2b. No signal at all: a 1-minute job whose hnas stops 54 s before the end that squeue
+# reports (launch.sh passes it as --deadline), requeues, and completes in later jobs with
+# the same results as a job that never stopped (20 times the pre-training budget, for
+# both, so that one minute does not suffice).
+long=(--pretrain.tokens=819200 --pretrain.checkpoint_every=50)
+job=$(sbatch --parsable -n 2 --job-name=long-whole --chdir="$work" --output="$work/%x.out" \
+  "$src/jobs/slurm/run.sbatch" "$work/long-whole" --config "$src/inputs/ci/run_tiny.ini" \
+  --pretrain.data "$work/text_train_000000.bin" --pretrain.valid "$work/text_val_000000.bin" "${long[@]}")
+[ "$(job_wait "$job" 300)" = COMPLETED ] || fail "the long pipeline job did not complete"
+job=$(sbatch --parsable -n 2 --time=1 --job-name=walltime --chdir="$work" --output="$work/%x.out" \
+  "$src/jobs/slurm/run.sbatch" "$work/walltime" --config "$src/inputs/ci/run_tiny.ini" \
+  --pretrain.data "$work/text_train_000000.bin" --pretrain.valid "$work/text_val_000000.bin" "${long[@]}" \
+  --run.deadline_margin=54)
+state=$(job_wait "$job" 400)
+echo "== job $job (walltime): $state, restarts $(job_field "$job" Restarts)"
+[ "$state" = COMPLETED ] || fail "the walltime job ended $state"
+[ "$(job_field "$job" Restarts)" -ge 1 ] || fail "the walltime job was not requeued"
+grep -q "(--deadline 20[0-9-]*T[0-9:]*, in " "$work/walltime.out" || fail "run.sbatch passed no deadline from squeue"
+grep -q "before the deadline less its margin\|stopped by the deadline" "$work/walltime.out" \
+  || fail "hnas did not stop for the deadline"
+check same "$work/long-whole" "$work/walltime"
 
 # 3. One job per stage, chained. The data keys go into the INI: every stage reads it.
 sed "s|^\[pretrain\]|[pretrain]\ndata = $work/text_train_000000.bin\nvalid = $work/text_val_000000.bin|" \

@@ -88,6 +88,7 @@ job_wait() {
           held="${held:-$SECONDS}"
           if (( SECONDS - held >= 10 )); then scontrol update JobId="$job" StartTime=now 2>/dev/null || true; fi
         fi ;;
+      *) held="" ;;  # each requeue waits its own 10 s: earlier, Slurm revokes the credential
     esac
     sleep 1
   done
