@@ -8,8 +8,9 @@ Commands come from the ```sh blocks of README.md and inputs/README.md and from t
 seconds long (never a key the command already sets); outputs (runs/, data/) go to a
 temporary directory; the ```python blocks run after the commands, on what they wrote.
 The README's own two commands (quickstart, run_tests) are the job of CI and are skipped
-here, as are commands with placeholders (/path/to/...) and the SLURM job commands, which
-tests/slurm/slurm_jobs.sh runs on its one-node cluster.
+here, as are commands with placeholders (/path/to/...), the SLURM job commands, which
+tests/slurm/slurm_jobs.sh runs on its one-node cluster, and the PBS ones, which
+tests/pbs/pbs_jobs.sh runs with stand-in qstat and qsub.
 """
 import glob
 import os
@@ -32,7 +33,8 @@ FAST_SEARCH = {"--search.max_evaluations": "4", "--search.bo_initial": "2"}
 FAST_PRETRAIN = {"--pretrain.tokens": "16384", "--pretrain.eval_every": "0", "--pretrain.val_windows": "4",
                  "--run.threads": "1"}
 # Building is the precondition; the SLURM commands need the cluster that tests/slurm starts.
-SKIP = ("./tools/quickstart.sh", "./tools/run_tests.sh", "/path/to", "cmake ", "sbatch ", "jobs/slurm/")
+SKIP = ("./tools/quickstart.sh", "./tools/run_tests.sh", "/path/to", "cmake ", "sbatch ", "jobs/slurm/", "qsub ",
+        "jobs/pbs/")
 
 
 def shell_blocks(path, language):
@@ -86,7 +88,7 @@ def adapt(command, work):
     if any(w.endswith("/hnas") for w in out) and trains and "--help" not in out:
         given = {w.split("=")[0] for w in out if w.startswith("--")}
         extra = dict(FAST)
-        if ("search" in out or "run" in out) and not any("search_tiny" in w for w in out):
+        if ("search" in out or "run" in out) and not any("search_tiny" in w or "run_tiny" in w for w in out):
             extra.update(FAST_SEARCH)  # exhaustive configurations keep their own budget
         out += [k + "=" + v for k, v in extra.items() if k not in given]
     return [os.path.expanduser(w) for w in out]
