@@ -95,19 +95,10 @@ struct BlockedCausalAttention : public torch::autograd::Function<BlockedCausalAt
 
 at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& s, const RopeTable& rope, int64_t block) {
   HNAS_CHECK(block >= 1, InternalError, "blocked::causal_attention: block must be >= 1, got " << block);
-  const int64_t batch = qkv.size(0), seq_len = qkv.size(1);
-  const int64_t group = s.num_heads / s.num_kv_heads;
-  auto parts = qkv.split({s.num_heads * s.head_dim, s.num_kv_heads * s.head_dim, s.num_kv_heads * s.head_dim}, -1);
-  auto q = parts[0].view({batch, seq_len, s.num_kv_heads, group, s.head_dim}).permute({0, 2, 3, 1, 4});
-  auto k = parts[1].view({batch, seq_len, s.num_kv_heads, s.head_dim}).transpose(1, 2);
-  auto v = parts[2].view({batch, seq_len, s.num_kv_heads, s.head_dim}).transpose(1, 2);
-  q = reference::apply_rope(q, rope).reshape({batch * s.num_kv_heads, group, seq_len, s.head_dim});
-  k = reference::apply_rope(k, rope).reshape({batch * s.num_kv_heads, seq_len, s.head_dim});
-  v = v.reshape({batch * s.num_kv_heads, seq_len, s.head_dim});
-  const auto out = BlockedCausalAttention::apply(q.contiguous(), k.contiguous(), v.contiguous(), block);
-  return out.view({batch, s.num_kv_heads, group, seq_len, s.head_dim})
-      .permute({0, 3, 1, 2, 4})
-      .reshape({batch, seq_len, s.num_heads * s.head_dim});
+  const auto heads = reference::grouped_heads(qkv, s, rope);
+  const auto out =
+      BlockedCausalAttention::apply(heads.q.contiguous(), heads.k.contiguous(), heads.v.contiguous(), block);
+  return reference::merged_heads(out, s, qkv.size(0));
 }
 
 }  // namespace hnas::model::blocked

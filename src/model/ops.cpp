@@ -97,27 +97,39 @@ at::Tensor apply_rope(const at::Tensor& x, const RopeTable& rope) {
   return torch::cat({halves[0] * cos - halves[1] * sin, halves[1] * cos + halves[0] * sin}, -1);
 }
 
-at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& s, const RopeTable& rope) {
+GroupedHeads grouped_heads(const at::Tensor& qkv, const AttentionShape& s, const RopeTable& rope) {
   const int64_t batch = qkv.size(0), seq_len = qkv.size(1);
   const int64_t group = s.num_heads / s.num_kv_heads;
   auto parts = qkv.split({s.num_heads * s.head_dim, s.num_kv_heads * s.head_dim, s.num_kv_heads * s.head_dim}, -1);
-  // Queries grouped by the KV head they read: [B, KV, G, T, D] -> [B*KV, G*T, D], so one
-  // batched product per KV head serves its whole group without repeating K and V.
   auto q = parts[0].view({batch, seq_len, s.num_kv_heads, group, s.head_dim}).permute({0, 2, 3, 1, 4});
   auto k = parts[1].view({batch, seq_len, s.num_kv_heads, s.head_dim}).transpose(1, 2);
   auto v = parts[2].view({batch, seq_len, s.num_kv_heads, s.head_dim}).transpose(1, 2);
-  q = apply_rope(q, rope).reshape({batch * s.num_kv_heads, group * seq_len, s.head_dim});
-  k = apply_rope(k, rope).reshape({batch * s.num_kv_heads, seq_len, s.head_dim});
-  v = v.reshape({batch * s.num_kv_heads, seq_len, s.head_dim});
+  return {apply_rope(q, rope).reshape({batch * s.num_kv_heads, group, seq_len, s.head_dim}),
+          apply_rope(k, rope).reshape({batch * s.num_kv_heads, seq_len, s.head_dim}),
+          v.reshape({batch * s.num_kv_heads, seq_len, s.head_dim})};
+}
+
+at::Tensor merged_heads(const at::Tensor& out, const AttentionShape& s, int64_t batch) {
+  const int64_t seq_len = out.size(2);
+  return out.reshape({batch, s.num_kv_heads, s.num_heads / s.num_kv_heads, seq_len, s.head_dim})
+      .permute({0, 3, 1, 2, 4})
+      .reshape({batch, seq_len, s.num_heads * s.head_dim});
+}
+
+at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& s, const RopeTable& rope) {
+  const int64_t batch = qkv.size(0), seq_len = qkv.size(1);
+  const int64_t group = s.num_heads / s.num_kv_heads;
+  const auto heads = grouped_heads(qkv, s, rope);
+  const auto q = heads.q.reshape({batch * s.num_kv_heads, group * seq_len, s.head_dim});
+  const auto& k = heads.k;
+  const auto& v = heads.v;
   auto mask = torch::full({seq_len, seq_len}, -std::numeric_limits<float>::infinity(), qkv.options())
                   .triu(1)
                   .repeat({group, 1});
   const double scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
   auto scores = torch::baddbmm(mask, q, k.transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
   auto out = torch::bmm(torch::softmax(scores, -1), v);  // [B*KV, G*T, D]
-  return out.view({batch, s.num_kv_heads, group, seq_len, s.head_dim})
-      .permute({0, 3, 1, 2, 4})
-      .reshape({batch, seq_len, s.num_heads * s.head_dim});
+  return merged_heads(out.view({batch * s.num_kv_heads, group, seq_len, s.head_dim}), s, batch);
 }
 
 }  // namespace reference

@@ -128,7 +128,9 @@ void Coordinator::poll() {
 void Coordinator::begin_stop() {
   if (stopping_) return;
   stopping_ = true;
-  log::info("search: stop requested; teams stop at their next step, then the state is saved");
+  log::info(std::string("search: ") +
+            (deadline_passed() ? "the deadline less its margin has passed" : "stop requested") +
+            "; teams stop at their next step, then the state is saved");
   for (const auto& [team, id] : running_)
     if (team != 0) world_.send(std::string(1, '\0'), team * team_size_, kTagStopNotice);
 }

@@ -69,6 +69,15 @@ at::Tensor swiglu(const at::Tensor& gate_up);
 /// Rotates the halves of the last dimension of x: [..., T, D] with tables [T, D/2].
 at::Tensor apply_rope(const at::Tensor& x, const RopeTable& rope);
 at::Tensor causal_attention(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope);
+/// The heads of a packed qkv [B, T, (H + 2 KV) * D], q and k rotated: q [B * KV, G, T, D]
+/// (the G = H / KV query heads that read each KV head, so that one batched product per KV
+/// head serves its group without repeating K and V), k and v [B * KV, T, D].
+struct GroupedHeads {
+  at::Tensor q, k, v;
+};
+GroupedHeads grouped_heads(const at::Tensor& qkv, const AttentionShape& shape, const RopeTable& rope);
+/// The attention output [B * KV, G, T, D] back to [B, T, H * D].
+at::Tensor merged_heads(const at::Tensor& out, const AttentionShape& shape, int64_t batch);
 }  // namespace reference
 
 namespace blocked {
