@@ -16,6 +16,7 @@ packages=(
   libsentencepiece-dev            # subword tokenizer of hnas_make_shards
   python3-doc                     # the built-in corpus: the Python documentation sources
   python3-torch python3-h5py python3-numpy python3-pandas   # benchmark reference, results checks
+  python3-matplotlib              # tools/hnas-report
   slurm-wlm munge                 # the tests' one-node Slurm (label slurm); daemons started by the tests only
 )
 

@@ -301,7 +301,8 @@ class Aggregation {
                       "each architecture considered as the aggregate, in order, and how it fared");
       io::write_table(file, "/aggregate/evaluations", search::candidates_table(evaluations_, selection_.task_names),
                       "the aggregator's own evaluations (columns as /search/candidates)");
-      io::write_string_dataset(file, "/aggregate/config", config);
+      io::write_string_dataset(file, "/aggregate/config", config,
+                               "the effective configuration of hnas aggregate (INI text)");
       io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file, "/aggregate", H5P_DEFAULT)));
       const hid_t g = group.get();
       const auto& c = chosen();

@@ -193,7 +193,8 @@ void write(const std::string& path, const Extrapolation& x, const Source& source
     io::write_table(file, "/extrapolate/models", models_table(x, source, winner, baseline, baseline_genome),
                     "the extrapolated winner and the target's baseline, with their lineage and costs");
     io::write_table(file, "/extrapolate/target", target_table(target), "the target's dimensions");
-    io::write_string_dataset(file, "/extrapolate/config", config);
+    io::write_string_dataset(file, "/extrapolate/config", config,
+                             "the effective configuration of hnas extrapolate (INI text)");
     io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file, "/extrapolate", H5P_DEFAULT)));
     const hid_t g = group.get();
     io::write_string_attribute(g, "doc", kExtrapolateDoc);

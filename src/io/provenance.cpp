@@ -11,8 +11,12 @@
 namespace hnas::io {
 
 void write_provenance(hid_t file, const Provenance& p) {
-  write_string_dataset(file, "/provenance/config", p.config);
+  write_string_dataset(file, "/provenance/config", p.config,
+                       "the search's effective configuration (INI text; hnas search --config reloads it)");
   H5Group group(HNAS_CHECK_H5(H5Gopen2(file, "/provenance", H5P_DEFAULT)));
+  write_string_attribute(group.get(), "doc",
+                         "where and how the search ran: versions, host, start time (UTC), ranks, teams, seed, "
+                         "strategy and the fingerprint of its input data");
   for (const auto& [name, value] :
        std::vector<std::pair<std::string, std::string>>{{"hnas_version", p.hnas_version},
                                                         {"git_revision", p.git_revision},

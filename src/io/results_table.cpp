@@ -390,7 +390,8 @@ void append_rows(hid_t location, const std::string& name, const Table& rows) {
   }
 }
 
-void write_string_dataset(hid_t location, const std::string& name, const std::string& text) {
+void write_string_dataset(hid_t location, const std::string& name, const std::string& text,
+                          const std::string& doc) {
   disable_hdf5_error_printing();
   const std::string what = describe(location) + ": string dataset \"" + name + "\"";
   // A variable-length string ends at its first NUL; refuse rather than truncate.
@@ -407,6 +408,7 @@ void write_string_dataset(hid_t location, const std::string& name, const std::st
   if (H5Dwrite(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &data) < 0) {
     throw_with_error_stack<IoError>(what + ": cannot write the text");
   }
+  write_string_attribute(dataset.get(), "doc", doc);
 }
 
 std::string read_string_dataset(hid_t location, const std::string& name) {

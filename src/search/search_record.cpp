@@ -307,6 +307,9 @@ void SearchRecord::save(const std::string& path) const {
     io::write_table(file, "/search/events", events.table(),
                     "the strategy's decisions and observations in order (replayed on resume)");
     io::H5Group search(HNAS_CHECK_H5(H5Gopen2(file, "/search", H5P_DEFAULT)));
+    io::write_string_attribute(search.get(), "doc",
+                               "the architecture search: every evaluation (candidates), its training runs and "
+                               "loss curves, and the strategy's event log; status running, stopped or completed");
     io::write_string_attribute(search.get(), "status", search_status_name(status_));
     std::string tasks;
     for (const auto& t : task_names_) tasks += (tasks.empty() ? "" : ",") + t;

@@ -183,15 +183,15 @@ TEST(UpdateFileAtomically, replaces_only_the_named_groups_top_level_or_nested) {
   TempDir dir;
   const std::string path = dir.file("results.h5");
   io::write_file_atomically(path, [](hid_t file) {
-    io::write_string_dataset(file, "/search/config", "search");
-    io::write_string_dataset(file, "/pretrain/winner/train", "old winner");
-    io::write_string_dataset(file, "/pretrain/baseline/train", "baseline");
+    io::write_string_dataset(file, "/search/config", "search", "test text");
+    io::write_string_dataset(file, "/pretrain/winner/train", "old winner", "test text");
+    io::write_string_dataset(file, "/pretrain/baseline/train", "baseline", "test text");
     io::H5Group group(HNAS_CHECK_H5(H5Gopen2(file, "/pretrain", H5P_DEFAULT)));
     io::write_string_attribute(group.get(), "doc", "kept");
   });
   io::update_file_atomically(path, {"/pretrain/winner", "/aggregate"}, [](hid_t file) {
-    io::write_string_dataset(file, "/pretrain/winner/train", "new winner");
-    io::write_string_dataset(file, "/aggregate/config", "aggregate");
+    io::write_string_dataset(file, "/pretrain/winner/train", "new winner", "test text");
+    io::write_string_dataset(file, "/aggregate/config", "aggregate", "test text");
   });
   const auto file = io::open_file_read_only(path);
   EXPECT_EQ(io::read_string_dataset(file.get(), "/search/config"), "search");
@@ -206,7 +206,7 @@ TEST(UpdateFileAtomically, replaces_only_the_named_groups_top_level_or_nested) {
 TEST(UpdateFileAtomically, a_missing_file_starts_empty_and_a_large_file_is_written_in_place) {
   TempDir dir;
   io::update_file_atomically(dir.file("new.h5"), {"/x"},
-                             [](hid_t file) { io::write_string_dataset(file, "/x/y", "first"); });
+                             [](hid_t file) { io::write_string_dataset(file, "/x/y", "first", "test text"); });
   EXPECT_EQ(io::read_string_dataset(io::open_file_read_only(dir.file("new.h5")).get(), "/x/y"), "first");
   io::write_large_file_atomically(
       dir.file("big.h5"), [](hid_t file) { io::write_dataset_1d(file, "/values", std::vector<float>(1 << 20, 1.5f)); });

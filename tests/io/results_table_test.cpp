@@ -317,10 +317,10 @@ TEST(StringDataset, round_trips_utf8_text) {
   const std::string text = "[search]\nname = \"Gr\xc3\xbc\xc3\x9f\x65 \xe2\x9c\x93\"\n\tend";
   {
     io::H5File file = io::create_file(path);
-    io::write_string_dataset(file.get(), "/config/effective_ini", text);
-    io::write_string_dataset(file.get(), "empty", "");
-    EXPECT_THROW(io::write_string_dataset(file.get(), "empty", "again"), hnas::IoError);
-    EXPECT_THROW(io::write_string_dataset(file.get(), "nul", std::string("a\0b", 3)), hnas::InternalError);
+    io::write_string_dataset(file.get(), "/config/effective_ini", text, "the effective configuration");
+    io::write_string_dataset(file.get(), "empty", "", "nothing");
+    EXPECT_THROW(io::write_string_dataset(file.get(), "empty", "again", "again"), hnas::IoError);
+    EXPECT_THROW(io::write_string_dataset(file.get(), "nul", std::string("a\0b", 3), "nul"), hnas::InternalError);
     io::write_dataset_1d(file.get(), "ints", std::vector<int32_t>{1});
     file.close();
   }
@@ -491,7 +491,7 @@ TEST(ResultsTable, loads_into_h5py_and_pandas) {
     io::write_table(file, "/runs/r0/search/candidates", table, "one row per candidate");
     table.rows.clear();
     io::write_table(file, "/runs/r0/empty", table, "");
-    io::write_string_dataset(file, "/config/effective_ini", "name = \xc3\xa4\xe2\x9c\x93\n");
+    io::write_string_dataset(file, "/config/effective_ini", "name = \xc3\xa4\xe2\x9c\x93\n", "utf-8 text");
   });
   const std::string script = dir.file("check.py");
   std::ofstream(script) << kPandasCheck;

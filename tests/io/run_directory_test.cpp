@@ -217,7 +217,7 @@ const std::string kMoveAway = "; move it away or use a new --run-dir";
 void write_results(const std::string& path) {
   io::write_file_atomically(path, [](hid_t file) {
     io::write_dataset_1d(file, "/search/losses", std::vector<double>(20000, 1.5));
-    io::write_string_dataset(file, "/provenance/config", "[search]\nstrategy = random\n");
+    io::write_string_dataset(file, "/provenance/config", "[search]\nstrategy = random\n", "test text");
   });
 }
 
