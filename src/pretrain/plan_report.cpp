@@ -51,20 +51,21 @@ int64_t plan_memory_bytes(const PretrainOptions& o, const PretrainJob& job, std:
 
 }  // namespace
 
-void report_plan(const PretrainOptions& o, const PretrainJob& job, const std::vector<ModelSpec>& specs) {
+void report_plan(const PretrainOptions& o, const PretrainJob& job, const std::vector<ModelSpec>& specs,
+                 double peak_flops, const std::string& peak_source) {
   PlanAssumptions where;
   where.ranks = team_size_for(o, job.plan_ranks, specs.size());
   where.on_gpu = job.cuda;
   where.mfu = o.plan_mfu;
-  std::string peak_source, memory_source;
-  where.peak_flops = plan_peak_flops(o, job, peak_source);
+  std::string source = peak_source, memory_source;
+  where.peak_flops = peak_flops > 0 ? peak_flops : plan_peak_flops(o, job, source);
   const int64_t available = plan_memory_bytes(o, job, memory_source);
   log::info(
       log::format("plan: %d ranks (%s), %s; %d ranks per model; peak %.4g TFLOP/s per rank (%s), MFU %.0f%% "
                   "assumed (pretrain.plan_mfu); memory per rank %s (%s)",
                   job.plan_ranks, job.cuda ? "GPUs, bf16 autocast" : "CPUs, float32",
                   o.team_per_model ? "the models side by side, one team each" : "the models one after the other",
-                  where.ranks, where.peak_flops / 1e12, peak_source.c_str(), 100 * where.mfu,
+                  where.ranks, where.peak_flops / 1e12, source.c_str(), 100 * where.mfu,
                   available > 0 ? train::format_bytes(available).c_str() : "unchecked", memory_source.c_str()));
   double total_seconds = 0, longest_seconds = 0, total_flops = 0;
   for (const auto& spec : specs) {

@@ -555,7 +555,11 @@ int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
               (o.team_per_model ? log::format(", world ranks %d-%d", static_cast<int>(i) * team_size,
                                               static_cast<int>(i + 1) * team_size - 1)
                                 : ""));
-  dist::agree_on_errors(world, [&] { report_plan(o, job, in.specs); });
+  // The run's peak, measured once, is also the plan's; a dry run may have no device to measure.
+  const torch::Device device = job.gpu >= 0 ? torch::Device(torch::kCUDA, job.gpu) : torch::Device(torch::kCPU);
+  std::string peak_source;
+  const double peak = job.dry_run ? 0 : peak_flops_per_rank(o, device, peak_source);
+  dist::agree_on_errors(world, [&] { report_plan(o, job, in.specs, peak, peak_source); });
   if (job.dry_run) return kExitOk;
 
   // One team per model, or the whole world for every model in turn.
@@ -563,14 +567,11 @@ int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
   dist::Communicator own_team;
   if (o.team_per_model) own_team = world.split(color, world.rank());
   const dist::Communicator& team = o.team_per_model ? own_team : world;
-  const torch::Device device = job.gpu >= 0 ? torch::Device(torch::kCUDA, job.gpu) : torch::Device(torch::kCPU);
   std::unique_ptr<dist::GradientReducer> reducer;
   if (job.gpu >= 0)
     reducer = dist::make_nccl_reducer(team, job.gpu, job.nccl_timeout);
   else if (team.size() > 1)
     reducer = dist::make_mpi_reducer(team);
-  std::string peak_source;
-  const double peak = peak_flops_per_rank(o, device, peak_source);
   log::info(
       log::format("pretrain: MFU against %.4g TFLOP/s per rank (%s); training FLOPs per token = 3 x the "
                   "forward's (arch::forward_flops_per_token: matrix products, and attention's scores and "

@@ -47,8 +47,11 @@ int team_size_for(const PretrainOptions& o, int ranks, size_t models);
 /// without ZeRO-1, and its checkpoint's size and write time; then the whole job's time.
 /// Throws ConfigError when a model would not fit a rank's memory (pretrain.device_memory_gb,
 /// the GPU's, or the node's available memory over its ranks), naming the keys to change.
+/// `peak_flops` per rank (and where it came from), when the caller measured it; 0: the
+/// plan finds it (pretrain.peak_tflops, a CPU sgemm, a known GPU's data sheet, or none).
 /// Rank-local (every rank computes the same); call it inside agree_on_errors.
-void report_plan(const PretrainOptions& o, const PretrainJob& job, const std::vector<ModelSpec>& specs);
+void report_plan(const PretrainOptions& o, const PretrainJob& job, const std::vector<ModelSpec>& specs,
+                 double peak_flops, const std::string& peak_source);
 
 /// What a checkpoint must match to be resumed, key by key (the key is named in the refusal).
 std::map<std::string, std::string> identity_of(const ModelSpec& spec, const PretrainOptions& o, const Plan& plan,
