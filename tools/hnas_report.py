@@ -141,7 +141,9 @@ def search_progress(runs):
         ax.step(order, best, where="post", linewidth=1.5, label=f"{label}: best so far")
         failed = ~valid
         if failed.any():
-            y = np.where(np.isfinite(c["objective"]), c["objective"], np.nanmin(c["objective"].where(valid)))
+            # A diverged evaluation has no objective: drawn at the lowest valid one (or 0).
+            floor = c["objective"].where(valid).min()
+            y = np.where(np.isfinite(c["objective"]), c["objective"], floor if np.isfinite(floor) else 0.0)
             ax.scatter(order[failed], y[failed], marker="x", color="red", s=30, label=f"{label}: failed or diverged")
         plotted = True
     if not plotted:
@@ -172,6 +174,10 @@ def architectures(run, k=24):
             _empty(ax, "no search results yet")
         return fig
     top = _top(c, k)
+    if not len(top):
+        for ax in (heat, scatter, split):
+            _empty(ax, "no valid evaluation yet")
+        return fig
     letters = sorted(set("".join(top["arch"]))) or ["A", "M"]
     width = top["arch"].str.len().max()
     grid = np.full((len(top), width), np.nan)
