@@ -390,8 +390,7 @@ void append_rows(hid_t location, const std::string& name, const Table& rows) {
   }
 }
 
-void write_string_dataset(hid_t location, const std::string& name, const std::string& text,
-                          const std::string& doc) {
+void write_string_dataset(hid_t location, const std::string& name, const std::string& text, const std::string& doc) {
   disable_hdf5_error_printing();
   const std::string what = describe(location) + ": string dataset \"" + name + "\"";
   // A variable-length string ends at its first NUL; refuse rather than truncate.

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // The plan of a pre-training job as its log prints it, and the memory refusal.
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
 #include <algorithm>
+#include <chrono>
 
 #include "hnas/core/check.hpp"
 #include "hnas/core/log.hpp"
@@ -12,26 +16,6 @@
 
 namespace hnas::pretrain {
 namespace {
-
-// Peak FLOP/s of one rank and where the figure comes from; 0 when unknown (a dry run
-// for GPUs on a machine without one, and no pretrain.peak_tflops).
-double plan_peak_flops(const PretrainOptions& o, const PretrainJob& job, std::string& source) {
-  if (o.peak_tflops > 0) {
-    source = "pretrain.peak_tflops";
-    return o.peak_tflops * 1e12;
-  }
-  if (!job.cuda) {
-    source = "float32 sgemm measured now";
-    return train::measure_cpu_sgemm_flops();
-  }
-  const std::string name = job.gpu >= 0 ? dist::cuda_device_name(job.gpu) : "";
-  if (const double tflops = train::known_bf16_peak_tflops(name); tflops > 0) {
-    source = name + ", bf16 dense, data sheet";
-    return tflops * 1e12;
-  }
-  source = "unknown: set pretrain.peak_tflops";
-  return 0;
-}
 
 // The bytes one rank may use, and their name; -1 when unknown.
 int64_t plan_memory_bytes(const PretrainOptions& o, const PretrainJob& job, std::string& source) {
@@ -51,21 +35,54 @@ int64_t plan_memory_bytes(const PretrainOptions& o, const PretrainJob& job, std:
 
 }  // namespace
 
+double peak_flops_per_rank(const PretrainOptions& o, const PretrainJob& job, std::string& source) {
+  if (o.peak_tflops > 0) {
+    source = "pretrain.peak_tflops";
+    return o.peak_tflops * 1e12;
+  }
+  if (!job.cuda) {
+    source = "float32 sgemm measured at start-up";
+    return train::measure_cpu_sgemm_flops();
+  }
+  const std::string name = job.gpu >= 0 ? dist::cuda_device_name(job.gpu) : "";
+  if (const double tflops = train::known_bf16_peak_tflops(name); tflops > 0) {
+    source = name + ", bf16 dense, data sheet";
+    return tflops * 1e12;
+  }
+  if (job.gpu < 0) {  // a dry run for GPUs on a machine without one
+    source = "unknown: set pretrain.peak_tflops";
+    return 0;
+  }
+  source = (name.empty() ? std::string("this GPU") : name) + ", bf16 product measured at start-up";
+  const torch::Device device(torch::kCUDA, job.gpu);
+  const int64_t n = 8192;
+  auto a = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(torch::kBFloat16));
+  auto b = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(torch::kBFloat16));
+  torch::matmul(a, b);
+  torch::cuda::synchronize(job.gpu);
+  const auto start = std::chrono::steady_clock::now();
+  const int repeats = 10;
+  for (int i = 0; i < repeats; ++i) torch::matmul(a, b);
+  torch::cuda::synchronize(job.gpu);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return 2.0 * static_cast<double>(n) * n * n * repeats / seconds;
+}
+
 void report_plan(const PretrainOptions& o, const PretrainJob& job, const std::vector<ModelSpec>& specs,
                  double peak_flops, const std::string& peak_source) {
   PlanAssumptions where;
   where.ranks = team_size_for(o, job.plan_ranks, specs.size());
   where.on_gpu = job.cuda;
   where.mfu = o.plan_mfu;
-  std::string source = peak_source, memory_source;
-  where.peak_flops = peak_flops > 0 ? peak_flops : plan_peak_flops(o, job, source);
+  std::string memory_source;
+  where.peak_flops = peak_flops;
   const int64_t available = plan_memory_bytes(o, job, memory_source);
   log::info(
       log::format("plan: %d ranks (%s), %s; %d ranks per model; peak %.4g TFLOP/s per rank (%s), MFU %.0f%% "
                   "assumed (pretrain.plan_mfu); memory per rank %s (%s)",
                   job.plan_ranks, job.cuda ? "GPUs, bf16 autocast" : "CPUs, float32",
                   o.team_per_model ? "the models side by side, one team each" : "the models one after the other",
-                  where.ranks, where.peak_flops / 1e12, source.c_str(), 100 * where.mfu,
+                  where.ranks, where.peak_flops / 1e12, peak_source.c_str(), 100 * where.mfu,
                   available > 0 ? train::format_bytes(available).c_str() : "unchecked", memory_source.c_str()));
   double total_seconds = 0, longest_seconds = 0, total_flops = 0;
   for (const auto& spec : specs) {

@@ -116,7 +116,8 @@ void write_tokenizer_record(const std::string& results_path, const data::ShardTo
     io::write_int_attribute(g.get(), "vocab_size", tokenizer.vocab_size);
     io::write_string_attribute(g.get(), "fingerprint", tokenizer.known() ? fingerprint : "unknown");
     io::write_string_attribute(g.get(), "shard", first_shard);
-    if (!description.empty()) io::write_string_dataset(file, "/pretrain/tokenizer/description", description,
+    if (!description.empty())
+      io::write_string_dataset(file, "/pretrain/tokenizer/description", description,
                                "the tokenizer's own description (its _tokenizer.txt)");
     if (!model.empty())
       io::write_dataset_1d(file, "/pretrain/tokenizer/model",

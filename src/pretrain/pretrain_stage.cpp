@@ -30,7 +30,6 @@
 #include "hnas/pretrain/resources.hpp"
 #include "hnas/train/fused_adamw.hpp"
 #include "hnas/train/metrics.hpp"
-#include "hnas/train/throughput.hpp"
 #include "hnas/train/trainer.hpp"
 #include "optimizer.hpp"
 #include "pretrain_record.hpp"
@@ -53,37 +52,6 @@ void broadcast_tensor(const dist::Communicator& world, torch::Tensor t) {
   auto host = t.device().is_cpu() && t.is_contiguous() ? t : t.to(torch::kCPU).contiguous();
   world.broadcast(host.data_ptr(), static_cast<size_t>(host.numel()) * host.element_size(), 0);
   if (!host.is_same(t)) t.copy_(host);
-}
-
-// ---- peak FLOP/s for MFU ------------------------------------------------------------
-
-// The peak MFU divides by, and where it comes from: configured, the accelerator table, or
-// measured (sgemm on the CPU, a large bf16 product on a GPU not in the table).
-double peak_flops_per_rank(const PretrainOptions& o, const torch::Device& device, std::string& source) {
-  if (o.peak_tflops > 0) {
-    source = "pretrain.peak_tflops";
-    return o.peak_tflops * 1e12;
-  }
-  if (device.is_cpu()) {
-    source = "float32 sgemm measured at start-up";
-    return train::measure_cpu_sgemm_flops();
-  }
-  const std::string name = dist::cuda_device_name(device.index());
-  if (const double tflops = train::known_bf16_peak_tflops(name); tflops > 0) {
-    source = name + ", bf16 dense, data sheet";
-    return tflops * 1e12;
-  }
-  source = (name.empty() ? std::string("this GPU") : name) + ", bf16 product measured at start-up";
-  const int64_t n = 8192;
-  auto a = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(torch::kBFloat16));
-  auto b = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(torch::kBFloat16));
-  torch::matmul(a, b);
-  torch::cuda::synchronize(device.index());
-  const auto start = Clock::now();
-  const int repeats = 10;
-  for (int i = 0; i < repeats; ++i) torch::matmul(a, b);
-  torch::cuda::synchronize(device.index());
-  return 2.0 * static_cast<double>(n) * n * n * repeats / seconds_since(start);
 }
 
 // ---- one model ---------------------------------------------------------------------
@@ -555,11 +523,11 @@ int run_pretrain(const PretrainOptions& o, const PretrainJob& job) {
               (o.team_per_model ? log::format(", world ranks %d-%d", static_cast<int>(i) * team_size,
                                               static_cast<int>(i + 1) * team_size - 1)
                                 : ""));
-  // The run's peak, measured once, is also the plan's; a dry run may have no device to measure.
-  const torch::Device device = job.gpu >= 0 ? torch::Device(torch::kCUDA, job.gpu) : torch::Device(torch::kCPU);
+  // One measurement of the peak for the plan and the MFU.
   std::string peak_source;
-  const double peak = job.dry_run ? 0 : peak_flops_per_rank(o, device, peak_source);
+  const double peak = peak_flops_per_rank(o, job, peak_source);
   dist::agree_on_errors(world, [&] { report_plan(o, job, in.specs, peak, peak_source); });
+  const torch::Device device = job.gpu >= 0 ? torch::Device(torch::kCUDA, job.gpu) : torch::Device(torch::kCPU);
   if (job.dry_run) return kExitOk;
 
   // One team per model, or the whole world for every model in turn.

@@ -42,14 +42,19 @@ int team_size_of(const PretrainOptions& o, const dist::Communicator& world, size
 /// The same for a world of `ranks`.
 int team_size_for(const PretrainOptions& o, int ranks, size_t models);
 
+/// The peak FLOP/s of one rank, for the plan and the MFU, and where the figure comes from:
+/// pretrain.peak_tflops; on the CPU a float32 sgemm measured now; on a GPU its data-sheet
+/// bf16 peak if known, else a bf16 product measured on it; 0 for GPUs on a dry run without
+/// one. Rank-local; call it once, before training.
+double peak_flops_per_rank(const PretrainOptions& o, const PretrainJob& job, std::string& source);
+
 /// Prints the plan of training `specs` (rank 0's log): per model its parameters, steps,
 /// FLOPs, the time at the peak and pretrain.plan_mfu, its memory per rank with and
 /// without ZeRO-1, and its checkpoint's size and write time; then the whole job's time.
 /// Throws ConfigError when a model would not fit a rank's memory (pretrain.device_memory_gb,
 /// the GPU's, or the node's available memory over its ranks), naming the keys to change.
-/// `peak_flops` per rank (and where it came from), when the caller measured it; 0: the
-/// plan finds it (pretrain.peak_tflops, a CPU sgemm, a known GPU's data sheet, or none).
-/// Rank-local (every rank computes the same); call it inside agree_on_errors.
+/// `peak_flops` per rank and where it came from are peak_flops_per_rank's (0: no time
+/// estimate). Rank-local (every rank computes the same); call it inside agree_on_errors.
 void report_plan(const PretrainOptions& o, const PretrainJob& job, const std::vector<ModelSpec>& specs,
                  double peak_flops, const std::string& peak_source);
 

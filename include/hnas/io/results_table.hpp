@@ -79,8 +79,7 @@ void append_rows(hid_t location, const std::string& name, const Table& rows);
 /// effective config, the environment) belongs here rather than in attributes. Rank-local.
 /// Throws IoError with the HDF5 error stack on failure (e.g. `name` already exists).
 /// `doc` (one line) goes to the dataset's `doc` attribute.
-void write_string_dataset(hid_t location, const std::string& name, const std::string& text,
-                          const std::string& doc);
+void write_string_dataset(hid_t location, const std::string& name, const std::string& text, const std::string& doc);
 
 /// Reads a scalar string dataset, variable- or fixed-length (NUL padding removed).
 /// Rank-local. Throws InputError naming "file:/path" when it is missing, not a scalar or
